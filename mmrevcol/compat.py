@@ -1,0 +1,32 @@
+"""What today's PyTorch needs from the 2024 OpenMMLab stack.
+
+torch >= 2.6 loads checkpoints with ``weights_only=True``. mmengine 0.10.7 calls ``torch.load`` without the
+argument, so resuming fails on the objects it pickles into its own checkpoints (``HistoryBuffer`` in the message
+hub, numpy scalars, arrays and dtypes). Rather than switching weights-only loading off (which lets a checkpoint run
+arbitrary code), allow-list exactly those types.
+"""
+import numpy as np
+import torch
+from mmengine.logging.history_buffer import HistoryBuffer
+
+
+def _numpy_globals():
+    core = getattr(np, '_core', None) or np.core
+    names = [core.multiarray._reconstruct, core.multiarray.scalar, np.ndarray, np.dtype]
+    # numpy >= 1.25 pickles dtypes as instances of per-type classes (np.dtypes.Float64DType, ...).
+    dtypes = getattr(np, 'dtypes', None)
+    if dtypes is not None:
+        names += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith('DType')]
+    return names
+
+
+SAFE_GLOBALS = [HistoryBuffer, *_numpy_globals()]
+
+
+def allow_mmengine_checkpoints() -> None:
+    """Allow-list the types mmengine writes into checkpoints for ``torch.load(weights_only=True)``."""
+    if hasattr(torch.serialization, 'add_safe_globals'):
+        torch.serialization.add_safe_globals(SAFE_GLOBALS)
+
+
+allow_mmengine_checkpoints()

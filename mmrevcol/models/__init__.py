@@ -1,0 +1,9 @@
+from mmengine.registry import MODELS
+
+from .backbones import RevCol
+
+# Registered in mmengine's root registry: mmdet, mmseg and mmpretrain registries fall back to their parent, so
+# `type='RevCol'` resolves under any of their default scopes.
+MODELS.register_module(module=RevCol)
+
+__all__ = ['RevCol']

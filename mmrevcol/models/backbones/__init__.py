@@ -1,0 +1,3 @@
+from .revcol import RevCol
+
+__all__ = ['RevCol']

@@ -1,0 +1,220 @@
+"""The reversible engine of RevCol: all the invertible-column math lives here.
+
+A column ``i > 0`` maps the previous column's levels ``c = (c0, c1, c2, c3)`` to
+
+    c'_l = alpha_l * c_l + o_l,    o_l = Level_l(c'_{l-1}, c_{l+1}, ...)   (c'_{-1} is the stem output x)
+
+so the previous column is recovered exactly from the next one, level 3 first:
+
+    c_l = (c'_l - o_l) / alpha_l
+
+Reconstruction divides rounding errors by alpha at every column it walks back (the official fp32 code loses
+several % of some gradients at alpha = 0.01). The reversible stream therefore keeps the column states c in float64
+(only the levels' inputs are cast back to the compute dtype); its errors stay ~1e-16 * prod(1/alpha), and the
+extra memory is two columns' states, independent of the number of columns.
+
+:class:`ReversibleColumns` runs a stack of columns without keeping any of their activations: forward keeps only
+the stem output ``x`` and the last column's outputs; backward walks the columns (and, inside a column, the levels
+3 -> 0) in reverse, recomputes one level at a time with autograd, reconstructs the previous column's levels and
+hands their gradients on. Peak memory is one level's graph plus two columns' states, whatever the number of
+columns, unlike the official ``ReverseFunction`` which keeps every column's outputs alive.
+
+Parameters are explicit inputs of the Function and their gradients are returned by ``backward`` rather than
+accumulated behind autograd's back, so DDP (``find_unused_parameters`` True or False) sees every parameter used.
+What does not work: double backward / ``create_graph=True`` (a reversible backward cannot be differentiated
+again), ``torch.compile`` of the backbone (graph breaks at the Function; compile the heads instead) and
+``torch.autograd.grad`` w.r.t. intermediate activations inside the stack (they do not exist). Inference
+(``torch.no_grad`` or nothing requiring grad) bypasses the Function entirely.
+"""
+from contextlib import nullcontext
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor, nn
+
+ALPHA_MIN = 1e-3
+
+
+def clamp_abs_(alpha: Tensor, min_abs: float = ALPHA_MIN) -> Tensor:
+    """Clamp ``|alpha| >= min_abs`` in place, keeping the sign; ``0`` becomes ``+min_abs``.
+
+    The official code multiplies by ``alpha.sign()``, which maps an exact zero back to zero and makes the
+    column non-invertible.
+    """
+    with torch.no_grad():
+        alpha.copy_(torch.where(alpha < 0, alpha.clamp(max=-min_abs), alpha.clamp(min=min_abs)))
+    return alpha
+
+
+# --------------------------------------------------------------------------------------------------------------
+# One column, level by level. ``column.levels[l]`` takes ``(down_input, *prev_inputs)`` where ``prev_inputs`` are
+# the previous column's levels listed in ``column.prev_inputs(l)``; a first column has none.
+# --------------------------------------------------------------------------------------------------------------
+
+
+def level_inputs(column: nn.Module, level: int, x: Tensor, new: Sequence[Tensor],
+                 prev: Optional[Sequence[Tensor]]) -> Tuple[Tensor, ...]:
+    down = x if level == 0 else new[level - 1]
+    if prev is None:
+        return (down, )
+    return (down, ) + tuple(prev[j] for j in column.prev_inputs(level))
+
+
+def column_forward(column: nn.Module, x: Tensor, prev: Optional[Sequence[Tensor]],
+                   rng_states: Optional[list] = None, state_dtype: Optional[torch.dtype] = None) -> List[Tensor]:
+    """Forward of one column; ``prev`` is None for the first column.
+
+    With ``state_dtype`` the column's levels are kept in that dtype (the reversible stream keeps them in float64)
+    while the levels compute in ``x.dtype``.
+    """
+    new: List[Tensor] = []
+    for level, module in enumerate(column.levels):
+        if rng_states is not None:
+            rng_states.append(_RNGState.capture(x.device))
+        inputs = level_inputs(column, level, x, new, prev)
+        out = module(*(t.to(x.dtype) for t in inputs)) if state_dtype is not None else module(*inputs)
+        c = out if prev is None else column.alpha[level] * prev[level] + out
+        new.append(c if state_dtype is None else c.to(state_dtype))
+    return new
+
+
+# --------------------------------------------------------------------------------------------------------------
+# RNG and autocast replay: the recomputation in backward must see the same drop-path masks and the same precision.
+# --------------------------------------------------------------------------------------------------------------
+
+
+class _RNGState:
+    __slots__ = ('cpu', 'cuda')
+
+    def __init__(self, cpu: Tensor, cuda: Optional[Tensor]):
+        self.cpu, self.cuda = cpu, cuda
+
+    @classmethod
+    def capture(cls, device: torch.device) -> '_RNGState':
+        cuda = torch.cuda.get_rng_state(device) if device.type == 'cuda' else None
+        return cls(torch.get_rng_state(), cuda)
+
+    def restore(self, device: torch.device) -> None:
+        torch.set_rng_state(self.cpu)
+        if self.cuda is not None:
+            torch.cuda.set_rng_state(self.cuda, device)
+
+
+def _state_dtype(device: torch.device) -> torch.dtype:
+    return torch.float32 if device.type == 'mps' else torch.float64  # MPS has no float64
+
+
+def _autocast_state(device_type: str) -> Optional[Tuple[str, torch.dtype]]:
+    if torch.is_autocast_enabled(device_type):
+        return device_type, torch.get_autocast_dtype(device_type)
+    return None
+
+
+def _autocast(state: Optional[Tuple[str, torch.dtype]]):
+    if state is None:
+        return nullcontext()
+    return torch.autocast(device_type=state[0], dtype=state[1])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The Function.
+# --------------------------------------------------------------------------------------------------------------
+
+
+class ReversibleColumns(torch.autograd.Function):
+    """Run ``columns`` (``columns[0]`` is a first column) reversibly.
+
+    ``apply(columns, x, replay_rng, *params)``: ``x`` is the stem output, ``replay_rng`` whether drop path is
+    active (then the RNG state before every level is kept for the recomputation), ``params`` all trainable
+    parameters of ``columns``. Returns the levels of the last column.
+    """
+
+    @staticmethod
+    def forward(ctx, columns, x, replay_rng, *params):  # noqa: D102
+        ctx.columns = columns
+        ctx.autocast = _autocast_state(x.device.type)
+        ctx.rng = [] if replay_rng else None
+        ctx.param_index = {id(p): i for i, p in enumerate(params)}
+        ctx.num_params = len(params)
+        ctx.state_dtype = state_dtype = _state_dtype(x.device)
+        c = None
+        for column in columns:
+            states = [] if replay_rng else None
+            c = column_forward(column, x, c, states, state_dtype)
+            if replay_rng:
+                ctx.rng.append(states)
+        ctx.save_for_backward(x, *c)
+        return tuple(c)
+
+    @staticmethod
+    def backward(ctx, *grad_outputs):  # noqa: D102
+        x, *cur = ctx.saved_tensors
+        columns = ctx.columns
+        dtype = x.dtype
+        grads = [torch.zeros_like(c, dtype=dtype) if g is None else g.to(dtype) for c, g in zip(cur, grad_outputs)]
+        grad_x = torch.zeros_like(x) if ctx.needs_input_grad[1] else None
+        param_grads: List[Optional[Tensor]] = [None] * ctx.num_params
+        x_in = x.detach().requires_grad_(ctx.needs_input_grad[1])
+        devices = [x.device] if x.device.type == 'cuda' else []
+
+        def add(a, b):
+            return b if a is None else a + b
+
+        with torch.random.fork_rng(devices=devices, enabled=ctx.rng is not None):
+            for ci in reversed(range(len(columns))):
+                column = columns[ci]
+                first = column.first
+                prev: List[Optional[Tensor]] = [None] * len(cur)
+                grad_prev: List[Optional[Tensor]] = [None] * len(cur)
+                for level in reversed(range(len(cur))):
+                    if ctx.rng is not None:
+                        ctx.rng[ci][level].restore(x.device)
+                    down = x_in if level == 0 else cur[level - 1].detach().to(dtype).requires_grad_(True)
+                    ups = [] if first else [prev[j].detach().to(dtype).requires_grad_(True) for j in column.prev_inputs(level)]
+                    with torch.enable_grad(), _autocast(ctx.autocast):
+                        out = column.levels[level](down, *ups)
+                    g = grads[level]
+                    if not first:
+                        alpha = column.alpha[level]
+                        with torch.no_grad():
+                            # Reconstruct the previous column's level, then its gradients through the shortcut.
+                            prev[level] = (cur[level] - out.to(cur[level].dtype)) / alpha.to(cur[level].dtype)
+                            grad_prev[level] = add(grad_prev[level], alpha * g)
+                            if alpha.requires_grad:
+                                ga = (g * prev[level]).sum(dim=(0, 2, 3), keepdim=True).to(alpha.dtype)
+                                i = ctx.param_index[id(alpha)]
+                                param_grads[i] = add(param_grads[i], ga)
+                    params = [p for p in column.levels[level].parameters() if p.requires_grad]
+                    inputs = [t for t in [down, *ups] if t.requires_grad]
+                    if not inputs and not params:
+                        continue
+                    got = torch.autograd.grad(out, inputs + params, g, allow_unused=True)
+                    got_inputs, got_params = got[:len(inputs)], got[len(inputs):]
+                    with torch.no_grad():
+                        it = iter(got_inputs)
+                        if down.requires_grad:
+                            gd = next(it)
+                            if gd is not None:
+                                if level == 0:
+                                    grad_x = add(grad_x, gd)
+                                else:
+                                    grads[level - 1] = grads[level - 1] + gd
+                        for j, gu in zip(() if first else column.prev_inputs(level), it):
+                            if gu is not None:
+                                grad_prev[j] = add(grad_prev[j], gu)
+                        for p, gp in zip(params, got_params):
+                            if gp is not None:
+                                i = ctx.param_index[id(p)]
+                                param_grads[i] = add(param_grads[i], gp)
+                    del out, got, got_inputs
+                if first:
+                    break
+                cur = prev
+                grads = [torch.zeros_like(c, dtype=dtype) if g is None else g for c, g in zip(cur, grad_prev)]
+        return (None, grad_x, None, *param_grads)
+
+
+def reversible_columns(columns: Sequence[nn.Module], x: Tensor, replay_rng: bool) -> List[Tensor]:
+    """Run ``columns`` (starting with a first column) reversibly; see :class:`ReversibleColumns`."""
+    params = [p for column in columns for p in column.parameters() if p.requires_grad]
+    return [c.to(x.dtype) for c in ReversibleColumns.apply(list(columns), x, replay_rng, *params)]

@@ -1,0 +1,189 @@
+"""Training-step peak memory and time of RevCol, reversible vs not, for a list of column counts.
+
+Each measurement runs in a fresh subprocess so peaks don't leak between runs. Memory is the step's peak above what
+was allocated before it (model + input), so it counts activations, parameter gradients and temporaries:
+``torch.cuda.max_memory_allocated`` on CUDA; on CPU the process's peak RSS (``ru_maxrss``) with glibc's mmap
+threshold pinned (``MALLOC_MMAP_THRESHOLD_``) so that freed buffers go back to the OS and RSS follows the allocator.
+
+Example (the README table)::
+
+    .venv/bin/python tools/analysis/benchmark_backbone.py --channels 32 64 96 128 --layers 2 2 4 2 \
+        --columns 4 8 16 --batch 2 --size 224 --plot work_dirs/benchmark/memory.png
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+MODES = {
+    'plain': dict(reversible=False, with_cp=False),
+    'reversible': dict(reversible=True, with_cp=False),
+    'checkpoint': dict(reversible=False, with_cp=True),
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--channels', type=int, nargs=4, default=[32, 64, 96, 128])
+    p.add_argument('--layers', type=int, nargs=4, default=[2, 2, 4, 2])
+    p.add_argument('--columns', type=int, nargs='+', default=[4, 8, 16])
+    p.add_argument('--modes', nargs='+', default=['plain', 'reversible'], choices=list(MODES))
+    p.add_argument('--batch', type=int, default=2)
+    p.add_argument('--size', type=int, default=224)
+    p.add_argument('--kernel-size', type=int, default=3)
+    p.add_argument('--drop-path', type=float, default=0.0)
+    p.add_argument('--device', default='cuda' if _cuda() else 'cpu')
+    p.add_argument('--amp', choices=['none', 'fp16', 'bf16'], default='none')
+    p.add_argument('--steps', type=int, default=3, help='timed steps after one warm-up step')
+    p.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch default)')
+    p.add_argument('--plot', default=None, help='save a memory-vs-columns plot (PNG)')
+    p.add_argument('--json', default=None, help='save the raw results')
+    p.add_argument('--_one', default=None, help=argparse.SUPPRESS)  # internal: one measurement as JSON
+    return p.parse_args(argv)
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def _rss_bytes() -> int:
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+
+
+def measure_one(args, mode: str, num_columns: int) -> dict:
+    import torch
+
+    from mmrevcol.models import RevCol
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    arch = dict(channels=args.channels, layers=args.layers, num_columns=num_columns)
+    model = RevCol(arch=arch, kernel_size=args.kernel_size, drop_path_rate=args.drop_path, **MODES[mode])
+    model.init_weights()
+    model.to(device).train()
+    img = torch.randn(args.batch, 3, args.size, args.size, device=device)
+    amp_dtype = {'fp16': torch.float16, 'bf16': torch.bfloat16}.get(args.amp)
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            outs = model(img)
+            loss = sum(o.float().mean() for o in outs)
+        loss.backward()
+
+    def sync():
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
+
+    # memory: the first step, from a clean state
+    if device.type == 'cuda':
+        sync()
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        step()
+        sync()
+        peak = torch.cuda.max_memory_allocated(device) - base
+    else:
+        base = _rss_bytes()
+        step()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+    times = []
+    for _ in range(args.steps):
+        sync()
+        t0 = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return dict(mode=mode, columns=num_columns, peak_mib=peak / 2**20, step_s=min(times),
+                params_m=sum(p.numel() for p in model.parameters()) / 1e6)
+
+
+def run_subprocess(args, mode: str, num_columns: int) -> dict:
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536', MALLOC_TRIM_THRESHOLD_='0')
+    cmd = [sys.executable, __file__, '--_one', f'{mode}:{num_columns}'] + _forward_args(args)
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _forward_args(args):
+    fw = ['--channels', *map(str, args.channels), '--layers', *map(str, args.layers), '--batch', str(args.batch),
+          '--size', str(args.size), '--kernel-size', str(args.kernel_size), '--drop-path', str(args.drop_path),
+          '--device', args.device, '--amp', args.amp, '--steps', str(args.steps)]
+    if args.threads:
+        fw += ['--threads', str(args.threads)]
+    return fw
+
+
+def print_table(results, args):
+    by = {(r['mode'], r['columns']): r for r in results}
+    print(f"\nRevCol channels={args.channels} layers={args.layers} batch={args.batch} {args.size}x{args.size} "
+          f"device={args.device} amp={args.amp}")
+    head = '| columns | params (M) | ' + ' | '.join(f'{m} peak (MiB) | {m} step (s)' for m in args.modes)
+    if 'plain' in args.modes and 'reversible' in args.modes:
+        head += ' | rev/plain memory | rev/plain time'
+    print(head + ' |')
+    print('|' + '---|' * (head.count('|') + 1))
+    for n in args.columns:
+        row = [str(n), f"{by[(args.modes[0], n)]['params_m']:.2f}"]
+        for m in args.modes:
+            row += [f"{by[(m, n)]['peak_mib']:.1f}", f"{by[(m, n)]['step_s']:.3f}"]
+        if 'plain' in args.modes and 'reversible' in args.modes:
+            r, p = by[('reversible', n)], by[('plain', n)]
+            row += [f"{r['peak_mib'] / p['peak_mib']:.2f}x", f"{r['step_s'] / p['step_s']:.2f}x"]
+        print('| ' + ' | '.join(row) + ' |')
+    for m in args.modes:
+        first, last = by[(m, args.columns[0])], by[(m, args.columns[-1])]
+        print(f'{m}: peak at {args.columns[-1]} columns = {last["peak_mib"] / first["peak_mib"]:.2f}x '
+              f'the peak at {args.columns[0]} columns')
+
+
+def plot(results, args, path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for m in args.modes:
+        rs = [r for r in results if r['mode'] == m]
+        ax.plot([r['columns'] for r in rs], [r['peak_mib'] for r in rs], marker='o', label=m)
+    ax.set_xlabel('columns')
+    ax.set_ylabel(f'training-step peak memory (MiB, {args.device})')
+    ax.set_title(f'RevCol {args.channels}, batch {args.batch}, {args.size}px')
+    ax.grid(alpha=.3)
+    ax.legend()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f'plot saved to {path}')
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args._one:
+        mode, n = args._one.split(':')
+        print(json.dumps(measure_one(args, mode, int(n))))
+        return
+    results = []
+    for n in args.columns:
+        for m in args.modes:
+            r = run_subprocess(args, m, n)
+            print(f"  {m:>10} columns={n:<3} peak={r['peak_mib']:8.1f} MiB  step={r['step_s']:.3f} s", flush=True)
+            results.append(r)
+    print_table(results, args)
+    if args.plot:
+        plot(results, args, args.plot)
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(dict(args=vars(args), results=results), f, indent=1)
+
+
+if __name__ == '__main__':
+    main()
