@@ -1,0 +1,196 @@
+# Copyright (c) OpenMMLab / mmrevcol. Apache-2.0.
+"""Train a detector (mmdet config) or a segmentor (mmseg config) with a RevCol backbone.
+
+One script for both toolboxes: the registry scope comes from the config's ``default_scope`` (``mmdet`` or
+``mmseg``, set by the inherited bases). Mirrors mmdet's ``tools/train.py``.
+
+Examples::
+
+    python tools/train.py configs/cascade_revcol_t_coco.py
+    python tools/train.py configs/upernet_revcol_t_ade20k.py --amp --work-dir work_dirs/upernet_t
+    python tools/train.py CONFIG --resume                  # auto-resume from work_dir's latest checkpoint
+    python tools/train.py CONFIG --cfg-options model.backbone.init_cfg=None   # from scratch
+    bash tools/dist_train.sh CONFIG 8                      # 8 processes (torchrun)
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+# mmrevcol first: it registers RevCol and allow-lists mmengine's checkpoint types for weights-only loading,
+# which `--resume` needs under torch >= 2.6. Works from a checkout without `pip install -e .`.
+sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
+import mmrevcol  # noqa: E402,F401  isort:skip
+
+import torch  # noqa: E402
+from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
+from mmengine.registry import RUNNERS  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+
+DOCS = 'docs/downstream.md'
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Train an mmdet/mmseg model with a RevCol backbone')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument('--amp', action='store_true', default=False,
+                        help='enable automatic-mixed-precision training')
+    parser.add_argument('--auto-scale-lr', action='store_true', help='enable automatically scaling LR')
+    parser.add_argument(
+        '--resume', nargs='?', type=str, const='auto',
+        help='resume from this checkpoint; without a path, resume from the latest checkpoint in the work dir')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override settings of the config, key=value pairs (e.g. model.backbone.init_cfg=None '
+        'train_cfg.max_iters=100). Lists as key="[a,b]", nested as key="[(a,b),(c,d)]", no white space.')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
+                        help='job launcher')
+    # torch.distributed.launch passes --local-rank, older versions --local_rank.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Helpers shared with tools/test.py
+def load_cfg(args) -> Config:
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    # work_dir: CLI > config > ./work_dirs/<config name>
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    adapt_to_device(cfg)
+    return cfg
+
+
+def _replace_norm_type(obj, old: str, new: str) -> int:
+    count = 0
+    if isinstance(obj, dict):
+        if obj.get('type') == old:
+            obj['type'] = new
+            count += 1
+        for value in obj.values():
+            count += _replace_norm_type(value, old, new)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            count += _replace_norm_type(value, old, new)
+    return count
+
+
+def adapt_to_device(cfg: Config) -> None:
+    """Make distributed runs work on a machine without CUDA: gloo, no DDP device_ids, BN instead of SyncBN."""
+    if torch.cuda.is_available() or cfg.launcher == 'none':
+        return
+    cfg.setdefault('env_cfg', ConfigDict())
+    cfg.env_cfg.setdefault('dist_cfg', ConfigDict())
+    cfg.env_cfg.dist_cfg.backend = 'gloo'
+    wrapper = cfg.get('model_wrapper_cfg', None) or ConfigDict(type='MMDistributedDataParallel')
+    if wrapper.get('type', 'MMDistributedDataParallel') in ('MMDistributedDataParallel',
+                                                            'mmengine.MMDistributedDataParallel'):
+        wrapper['device_ids'] = None  # CPU modules refuse device_ids (mmengine passes [LOCAL_RANK])
+    cfg.model_wrapper_cfg = wrapper
+    # torch's SyncBatchNorm needs a GPU; without one, plain BN per process (mmengine also reverts SyncBN when not
+    # distributed).
+    _replace_norm_type(cfg.model, 'SyncBN', 'BN')
+
+
+def pretrained_checkpoints(model_cfg) -> list:
+    """``(key, checkpoint)`` of every ``init_cfg=dict(type='Pretrained', checkpoint=...)`` in the model config."""
+    found = []
+
+    def walk(obj, key):
+        if isinstance(obj, dict):
+            init = obj.get('init_cfg')
+            inits = init if isinstance(init, (list, tuple)) else [init]
+            for item in inits:
+                if isinstance(item, dict) and item.get('type') == 'Pretrained' and item.get('checkpoint'):
+                    found.append((f'{key}.init_cfg' if key else 'init_cfg', item['checkpoint']))
+            for k, v in obj.items():
+                if k != 'init_cfg':
+                    walk(v, f'{key}.{k}' if key else k)
+        elif isinstance(obj, (list, tuple)):
+            for i, v in enumerate(obj):
+                walk(v, f'{key}[{i}]')
+
+    walk(model_cfg, 'model')
+    return found
+
+
+def check_pretrained(cfg: Config) -> None:
+    """Fail early, with the fix, when a local pretrained checkpoint named by the config is missing.
+
+    Without this the run would build everything and then die deep inside ``init_weights`` with a bare
+    FileNotFoundError. URLs (``http(s)://``, ``s3://``, ``open-mmlab://``, ...) are left to mmengine.
+    """
+    missing = [(key, ckpt) for key, ckpt in pretrained_checkpoints(cfg.model)
+               if '://' not in str(ckpt) and not osp.isfile(ckpt)]
+    if not missing:
+        return
+    lines = ['pretrained checkpoint(s) named by the config not found:']
+    for key, ckpt in missing:
+        lines.append(f'  {key}.checkpoint = {ckpt!r} (absolute: {osp.abspath(ckpt)})')
+    lines += [
+        'Get the official RevCol ImageNet checkpoint (e.g. revcol_tiny_1k.pth, revcol_large_22k.pth from '
+        'https://github.com/megvii-research/RevCol) and put it at that path (run from the repository root), '
+        f'see {DOCS}; official files load as they are (their key layout is converted on load).',
+        'Or point to it:   --cfg-options model.backbone.init_cfg.checkpoint=/path/to/revcol_xxx.pth',
+        'Or train from scratch (much worse results):   --cfg-options model.backbone.init_cfg=None',
+    ]
+    raise SystemExit('ERROR: ' + '\n'.join(lines))
+
+
+def build_runner(cfg: Config):
+    if 'runner_type' not in cfg:
+        return Runner.from_cfg(cfg)
+    return RUNNERS.build(cfg)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = load_cfg(args)
+
+    if args.amp:
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.loss_scale = 'dynamic'
+    if cfg.optim_wrapper.get('type') == 'AmpOptimWrapper' and not torch.cuda.is_available():
+        # AMP on CPU would run bf16 autocast; keep fp32 there.
+        print('No CUDA device: AmpOptimWrapper -> OptimWrapper (fp32)', flush=True)
+        cfg.optim_wrapper.type = 'OptimWrapper'
+        cfg.optim_wrapper.pop('loss_scale', None)
+
+    if args.auto_scale_lr:
+        if 'auto_scale_lr' in cfg and 'enable' in cfg.auto_scale_lr and 'base_batch_size' in cfg.auto_scale_lr:
+            cfg.auto_scale_lr.enable = True
+        else:
+            raise RuntimeError('Can not find "auto_scale_lr" or "auto_scale_lr.enable" or '
+                               '"auto_scale_lr.base_batch_size" in your configuration file.')
+
+    # resume: explicit path > auto (latest checkpoint of work_dir)
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = args.resume
+
+    if args.resume is None:
+        check_pretrained(cfg)
+    # When resuming, the checkpoint restores every weight: the pretrained file is not needed.
+    elif cfg.model.get('backbone', {}).get('init_cfg') is not None and any(
+            not osp.isfile(c) and '://' not in str(c) for _, c in pretrained_checkpoints(cfg.model)):
+        cfg.model.backbone.init_cfg = None
+
+    runner = build_runner(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
