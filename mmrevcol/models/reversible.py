@@ -13,14 +13,17 @@ several % of some gradients at alpha = 0.01). The reversible stream therefore ke
 (only the levels' inputs are cast back to the compute dtype); its errors stay ~1e-16 * prod(1/alpha), and the
 extra memory is two columns' states, independent of the number of columns.
 
-:class:`ReversibleColumns` runs a stack of columns without keeping any of their activations: forward keeps only
-the stem output ``x`` and the last column's outputs; backward walks the columns (and, inside a column, the levels
-3 -> 0) in reverse, recomputes one level at a time with autograd, reconstructs the previous column's levels and
-hands their gradients on. Peak memory is one level's graph plus two columns' states, whatever the number of
-columns, unlike the official ``ReverseFunction`` which keeps every column's outputs alive.
+:func:`reversible_columns` runs a stack of columns without keeping any of their activations: one autograd
+Function per column (:class:`ReversibleColumn`), chained, sharing a tape that holds a single column's states.
+Forward keeps only the stem output ``x`` and the current column's states; backward walks the columns (and,
+inside a column, the levels 3 -> 0) in reverse, recomputes one level at a time with autograd, reconstructs the
+previous column's levels on the tape and hands their gradients on. Peak memory is one level's graph, two
+columns' states and one column's parameter gradients, whatever the number of columns, unlike the official
+``ReverseFunction`` which keeps every column's outputs alive.
 
-Parameters are explicit inputs of the Function and their gradients are returned by ``backward`` rather than
-accumulated behind autograd's back, so DDP (``find_unused_parameters`` True or False) sees every parameter used.
+Parameters are explicit inputs of each column's Function and their gradients are returned by its ``backward``
+rather than accumulated behind autograd's back, so DDP (``find_unused_parameters`` True or False) sees every
+parameter used, its buckets fill column by column, and ``torch.autograd.grad`` w.r.t. parameters works.
 What does not work: double backward / ``create_graph=True`` (a reversible backward cannot be differentiated
 again), ``torch.compile`` of the backbone (graph breaks at the Function; compile the heads instead) and
 ``torch.autograd.grad`` w.r.t. intermediate activations inside the stack (they do not exist). Inference
@@ -121,100 +124,113 @@ def _autocast(state: Optional[Tuple[str, torch.dtype]]):
 # --------------------------------------------------------------------------------------------------------------
 
 
-class ReversibleColumns(torch.autograd.Function):
-    """Run ``columns`` (``columns[0]`` is a first column) reversibly.
+class _Tape:
+    """What the chain of :class:`ReversibleColumn` Functions shares instead of saved tensors.
 
-    ``apply(columns, x, replay_rng, *params)``: ``x`` is the stem output, ``replay_rng`` whether drop path is
-    active (then the RNG state before every level is kept for the recomputation), ``params`` all trainable
-    parameters of ``columns``. Returns the levels of the last column.
+    ``states`` are the exact (``state_dtype``) levels of column ``index``: written by each forward, then, in
+    backward, replaced by the reconstructed levels of the previous column. Holding one column's states (not one
+    per column, as saved tensors would) is what keeps memory constant in the number of columns.
+    """
+
+    def __init__(self):
+        self.states: Optional[List[Tensor]] = None
+        self.index = -1
+
+
+class ReversibleColumn(torch.autograd.Function):
+    """One column of a reversible stack; chained, they run :func:`reversible_columns`.
+
+    ``apply(column, tape, index, replay_rng, x, *prev, *params)``: ``x`` the stem output, ``prev`` the previous
+    column's levels (none for the first column; their values are read from the tape, the tensors only carry
+    gradients), ``params`` the column's trainable parameters, whose gradients ``backward`` returns, so autograd
+    accumulates them (and fires DDP's hooks) column by column. Returns the column's levels in ``x.dtype``.
     """
 
     @staticmethod
-    def forward(ctx, columns, x, replay_rng, *params):  # noqa: D102
-        ctx.columns = columns
+    def forward(ctx, column, tape, index, replay_rng, x, *args):  # noqa: D102
+        num_prev = 0 if column.first else len(column.levels)
+        ctx.column, ctx.tape, ctx.index, ctx.num_prev = column, tape, index, num_prev
+        ctx.params = args[num_prev:]
         ctx.autocast = _autocast_state(x.device.type)
         ctx.rng = [] if replay_rng else None
-        ctx.param_index = {id(p): i for i, p in enumerate(params)}
-        ctx.num_params = len(params)
-        ctx.state_dtype = state_dtype = _state_dtype(x.device)
-        c = None
-        for column in columns:
-            states = [] if replay_rng else None
-            c = column_forward(column, x, c, states, state_dtype)
-            if replay_rng:
-                ctx.rng.append(states)
-        ctx.save_for_backward(x, *c)
-        return tuple(c)
+        prev = tape.states if num_prev else None
+        states = column_forward(column, x, prev, ctx.rng, _state_dtype(x.device))
+        tape.states, tape.index = states, index
+        ctx.save_for_backward(x)
+        return tuple(c.to(x.dtype) for c in states)
 
     @staticmethod
     def backward(ctx, *grad_outputs):  # noqa: D102
-        x, *cur = ctx.saved_tensors
-        columns = ctx.columns
+        tape, column = ctx.tape, ctx.column
+        if tape.index != ctx.index:
+            raise RuntimeError('a reversible RevCol graph can be backpropagated only once and in full '
+                               '(no retain_graph=True, no partial torch.autograd.grad over its columns)')
+        x, = ctx.saved_tensors
         dtype = x.dtype
-        grads = [torch.zeros_like(c, dtype=dtype) if g is None else g.to(dtype) for c, g in zip(cur, grad_outputs)]
-        grad_x = torch.zeros_like(x) if ctx.needs_input_grad[1] else None
-        param_grads: List[Optional[Tensor]] = [None] * ctx.num_params
-        x_in = x.detach().requires_grad_(ctx.needs_input_grad[1])
-        devices = [x.device] if x.device.type == 'cuda' else []
+        cur = tape.states
+        num_levels = len(cur)
+        grads = [torch.zeros_like(c, dtype=dtype) if g is None else g for c, g in zip(cur, grad_outputs)]
+        x_in = x.detach().requires_grad_(ctx.needs_input_grad[4])
+        grad_x = None
+        first = column.first
+        prev: List[Optional[Tensor]] = [None] * num_levels
+        grad_prev: List[Optional[Tensor]] = [None] * num_levels
+        param_grads = {id(p): None for p in ctx.params}
 
         def add(a, b):
             return b if a is None else a + b
 
+        devices = [x.device] if x.device.type == 'cuda' else []
         with torch.random.fork_rng(devices=devices, enabled=ctx.rng is not None):
-            for ci in reversed(range(len(columns))):
-                column = columns[ci]
-                first = column.first
-                prev: List[Optional[Tensor]] = [None] * len(cur)
-                grad_prev: List[Optional[Tensor]] = [None] * len(cur)
-                for level in reversed(range(len(cur))):
-                    if ctx.rng is not None:
-                        ctx.rng[ci][level].restore(x.device)
-                    down = x_in if level == 0 else cur[level - 1].detach().to(dtype).requires_grad_(True)
-                    ups = [] if first else [prev[j].detach().to(dtype).requires_grad_(True) for j in column.prev_inputs(level)]
-                    with torch.enable_grad(), _autocast(ctx.autocast):
-                        out = column.levels[level](down, *ups)
-                    g = grads[level]
-                    if not first:
-                        alpha = column.alpha[level]
-                        with torch.no_grad():
-                            # Reconstruct the previous column's level, then its gradients through the shortcut.
-                            prev[level] = (cur[level] - out.to(cur[level].dtype)) / alpha.to(cur[level].dtype)
-                            grad_prev[level] = add(grad_prev[level], alpha * g)
-                            if alpha.requires_grad:
-                                ga = (g * prev[level]).sum(dim=(0, 2, 3), keepdim=True).to(alpha.dtype)
-                                i = ctx.param_index[id(alpha)]
-                                param_grads[i] = add(param_grads[i], ga)
-                    params = [p for p in column.levels[level].parameters() if p.requires_grad]
-                    inputs = [t for t in [down, *ups] if t.requires_grad]
-                    if not inputs and not params:
-                        continue
-                    got = torch.autograd.grad(out, inputs + params, g, allow_unused=True)
-                    got_inputs, got_params = got[:len(inputs)], got[len(inputs):]
+            for level in reversed(range(num_levels)):
+                if ctx.rng is not None:
+                    ctx.rng[level].restore(x.device)
+                down = x_in if level == 0 else cur[level - 1].detach().to(dtype).requires_grad_(True)
+                ups = [prev[j].detach().to(dtype).requires_grad_(True) for j in column.prev_inputs(level)]
+                with torch.enable_grad(), _autocast(ctx.autocast):
+                    out = column.levels[level](down, *ups)
+                g = grads[level]
+                if not first:
+                    alpha = column.alpha[level]
                     with torch.no_grad():
-                        it = iter(got_inputs)
-                        if down.requires_grad:
-                            gd = next(it)
-                            if gd is not None:
-                                if level == 0:
-                                    grad_x = add(grad_x, gd)
-                                else:
-                                    grads[level - 1] = grads[level - 1] + gd
-                        for j, gu in zip(() if first else column.prev_inputs(level), it):
-                            if gu is not None:
-                                grad_prev[j] = add(grad_prev[j], gu)
-                        for p, gp in zip(params, got_params):
-                            if gp is not None:
-                                i = ctx.param_index[id(p)]
-                                param_grads[i] = add(param_grads[i], gp)
-                    del out, got, got_inputs
-                if first:
-                    break
-                cur = prev
-                grads = [torch.zeros_like(c, dtype=dtype) if g is None else g for c, g in zip(cur, grad_prev)]
-        return (None, grad_x, None, *param_grads)
+                        # Reconstruct the previous column's level, then its gradient through the shortcut.
+                        prev[level] = (cur[level] - out.to(cur[level].dtype)) / alpha.to(cur[level].dtype)
+                        grad_prev[level] = add(grad_prev[level], alpha * g)
+                        if id(alpha) in param_grads:
+                            ga = (g * prev[level]).sum(dim=(0, 2, 3), keepdim=True)
+                            param_grads[id(alpha)] = ga.to(alpha.dtype)
+                params = [p for p in column.levels[level].parameters() if id(p) in param_grads]
+                inputs = [t for t in (down, *ups) if t.requires_grad]
+                if not inputs and not params:
+                    continue
+                got = torch.autograd.grad(out, inputs + params, g, allow_unused=True)
+                del out
+                with torch.no_grad():
+                    got_inputs = iter(got[:len(inputs)])
+                    if down.requires_grad:
+                        gd = next(got_inputs)
+                        if level == 0:
+                            grad_x = gd
+                        elif gd is not None:
+                            grads[level - 1] = grads[level - 1] + gd
+                    for j, gu in zip(column.prev_inputs(level), got_inputs):
+                        if gu is not None:
+                            grad_prev[j] = add(grad_prev[j], gu)
+                    for p, gp in zip(params, got[len(inputs):]):
+                        param_grads[id(p)] = gp
+        tape.states, tape.index = (None if first else prev), ctx.index - 1
+        return (None, None, None, None, grad_x, *grad_prev[:ctx.num_prev],
+                *(param_grads[id(p)] for p in ctx.params))
 
 
 def reversible_columns(columns: Sequence[nn.Module], x: Tensor, replay_rng: bool) -> List[Tensor]:
-    """Run ``columns`` (starting with a first column) reversibly; see :class:`ReversibleColumns`."""
-    params = [p for column in columns for p in column.parameters() if p.requires_grad]
-    return [c.to(x.dtype) for c in ReversibleColumns.apply(list(columns), x, replay_rng, *params)]
+    """Run ``columns`` (the first is a first column) reversibly: only ``x`` and one column's states are kept.
+
+    ``replay_rng``: drop path is active, so the RNG state before every level is kept for the recomputation.
+    """
+    tape = _Tape()
+    c: tuple = ()
+    for index, column in enumerate(columns):
+        params = [p for p in column.parameters() if p.requires_grad]
+        c = ReversibleColumn.apply(column, tape, index, replay_rng, x, *c, *params)
+    return list(c)

@@ -1,9 +1,17 @@
 """Training-step peak memory and time of RevCol, reversible vs not, for a list of column counts.
 
-Each measurement runs in a fresh subprocess so peaks don't leak between runs. Memory is the step's peak above what
-was allocated before it (model + input), so it counts activations, parameter gradients and temporaries:
-``torch.cuda.max_memory_allocated`` on CUDA; on CPU the process's peak RSS (``ru_maxrss``) with glibc's mmap
-threshold pinned (``MALLOC_MMAP_THRESHOLD_``) so that freed buffers go back to the OS and RSS follows the allocator.
+Each measurement runs in a fresh subprocess so peaks don't leak between runs. Two peaks, each above what was
+allocated just before the step:
+
+- ``peak``: the first step from a clean state (model + input allocated): activations, temporaries AND the parameter
+  gradients, which necessarily grow with the number of parameters, i.e. of columns.
+- ``act``: a steady-state step whose gradient buffers already exist (``zero_grad(set_to_none=False)``), so it
+  counts what a training step adds on top of the model and its gradients: activations and temporaries. This is
+  the memory the reversible design is about.
+
+``torch.cuda.max_memory_allocated`` on CUDA; on CPU the process's peak RSS (``VmHWM``, reset through
+``/proc/self/clear_refs``) with glibc's mmap threshold pinned (``MALLOC_MMAP_THRESHOLD_``) so that freed buffers
+go back to the OS and RSS follows the allocator.
 
 Example (the README table)::
 
@@ -13,7 +21,6 @@ Example (the README table)::
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -58,6 +65,19 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
 
 
+def _peak_rss_bytes() -> int:
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError('no VmHWM in /proc/self/status')
+
+
+def _reset_peak_rss() -> None:
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')  # resets the peak resident set size (Linux >= 4.0)
+
+
 def measure_one(args, mode: str, num_columns: int) -> dict:
     import torch
 
@@ -73,8 +93,8 @@ def measure_one(args, mode: str, num_columns: int) -> dict:
     img = torch.randn(args.batch, 3, args.size, args.size, device=device)
     amp_dtype = {'fp16': torch.float16, 'bf16': torch.bfloat16}.get(args.amp)
 
-    def step():
-        model.zero_grad(set_to_none=True)
+    def step(set_to_none=True):
+        model.zero_grad(set_to_none=set_to_none)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             outs = model(img)
             loss = sum(o.float().mean() for o in outs)
@@ -84,18 +104,21 @@ def measure_one(args, mode: str, num_columns: int) -> dict:
         if device.type == 'cuda':
             torch.cuda.synchronize(device)
 
-    # memory: the first step, from a clean state
-    if device.type == 'cuda':
+    def measure_peak(set_to_none):
         sync()
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        step()
-        sync()
-        peak = torch.cuda.max_memory_allocated(device) - base
-    else:
+        if device.type == 'cuda':
+            torch.cuda.reset_peak_memory_stats(device)
+            base = torch.cuda.memory_allocated(device)
+            step(set_to_none)
+            sync()
+            return torch.cuda.max_memory_allocated(device) - base
         base = _rss_bytes()
-        step()
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+        _reset_peak_rss()
+        step(set_to_none)
+        return _peak_rss_bytes() - base
+
+    peak = measure_peak(set_to_none=True)  # first step: gradients are allocated inside it
+    act = measure_peak(set_to_none=False)  # steady state: gradient buffers exist already
     times = []
     for _ in range(args.steps):
         sync()
@@ -103,7 +126,7 @@ def measure_one(args, mode: str, num_columns: int) -> dict:
         step()
         sync()
         times.append(time.perf_counter() - t0)
-    return dict(mode=mode, columns=num_columns, peak_mib=peak / 2**20, step_s=min(times),
+    return dict(mode=mode, columns=num_columns, peak_mib=peak / 2**20, act_mib=act / 2**20, step_s=min(times),
                 params_m=sum(p.numel() for p in model.parameters()) / 1e6)
 
 
@@ -127,23 +150,28 @@ def print_table(results, args):
     by = {(r['mode'], r['columns']): r for r in results}
     print(f"\nRevCol channels={args.channels} layers={args.layers} batch={args.batch} {args.size}x{args.size} "
           f"device={args.device} amp={args.amp}")
-    head = '| columns | params (M) | ' + ' | '.join(f'{m} peak (MiB) | {m} step (s)' for m in args.modes)
-    if 'plain' in args.modes and 'reversible' in args.modes:
-        head += ' | rev/plain memory | rev/plain time'
-    print(head + ' |')
-    print('|' + '---|' * (head.count('|') + 1))
+    cols = ['columns', 'params (M)']
+    for m in args.modes:
+        cols += [f'{m} peak (MiB)', f'{m} act (MiB)', f'{m} step (s)']
+    both = 'plain' in args.modes and 'reversible' in args.modes
+    if both:
+        cols += ['rev/plain peak', 'rev/plain act', 'rev/plain time']
+    print('| ' + ' | '.join(cols) + ' |')
+    print('|' + '---|' * len(cols))
     for n in args.columns:
         row = [str(n), f"{by[(args.modes[0], n)]['params_m']:.2f}"]
         for m in args.modes:
-            row += [f"{by[(m, n)]['peak_mib']:.1f}", f"{by[(m, n)]['step_s']:.3f}"]
-        if 'plain' in args.modes and 'reversible' in args.modes:
+            r = by[(m, n)]
+            row += [f"{r['peak_mib']:.1f}", f"{r['act_mib']:.1f}", f"{r['step_s']:.3f}"]
+        if both:
             r, p = by[('reversible', n)], by[('plain', n)]
-            row += [f"{r['peak_mib'] / p['peak_mib']:.2f}x", f"{r['step_s'] / p['step_s']:.2f}x"]
+            row += [f"{r['peak_mib'] / p['peak_mib']:.2f}x", f"{r['act_mib'] / p['act_mib']:.2f}x",
+                    f"{r['step_s'] / p['step_s']:.2f}x"]
         print('| ' + ' | '.join(row) + ' |')
     for m in args.modes:
         first, last = by[(m, args.columns[0])], by[(m, args.columns[-1])]
-        print(f'{m}: peak at {args.columns[-1]} columns = {last["peak_mib"] / first["peak_mib"]:.2f}x '
-              f'the peak at {args.columns[0]} columns')
+        print(f'{m}: at {args.columns[-1]} vs {args.columns[0]} columns: peak {last["peak_mib"] / first["peak_mib"]:.2f}x, '
+              f'act {last["act_mib"] / first["act_mib"]:.2f}x')
 
 
 def plot(results, args, path):
@@ -153,7 +181,8 @@ def plot(results, args, path):
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for m in args.modes:
         rs = [r for r in results if r['mode'] == m]
-        ax.plot([r['columns'] for r in rs], [r['peak_mib'] for r in rs], marker='o', label=m)
+        ax.plot([r['columns'] for r in rs], [r['peak_mib'] for r in rs], marker='o', label=f'{m} peak')
+        ax.plot([r['columns'] for r in rs], [r['act_mib'] for r in rs], marker='x', ls='--', label=f'{m} act')
     ax.set_xlabel('columns')
     ax.set_ylabel(f'training-step peak memory (MiB, {args.device})')
     ax.set_title(f'RevCol {args.channels}, batch {args.batch}, {args.size}px')
@@ -175,7 +204,8 @@ def main(argv=None):
     for n in args.columns:
         for m in args.modes:
             r = run_subprocess(args, m, n)
-            print(f"  {m:>10} columns={n:<3} peak={r['peak_mib']:8.1f} MiB  step={r['step_s']:.3f} s", flush=True)
+            print(f"  {m:>10} columns={n:<3} peak={r['peak_mib']:8.1f} MiB  act={r['act_mib']:8.1f} MiB  "
+                  f"step={r['step_s']:.3f} s", flush=True)
             results.append(r)
     print_table(results, args)
     if args.plot:
