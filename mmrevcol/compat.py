@@ -4,6 +4,12 @@ torch >= 2.6 loads checkpoints with ``weights_only=True``. mmengine 0.10.7 calls
 argument, so resuming fails on the objects it pickles into its own checkpoints (``HistoryBuffer`` in the message
 hub, numpy scalars, arrays and dtypes). Rather than switching weights-only loading off (which lets a checkpoint run
 arbitrary code), allow-list exactly those types.
+
+One of them cannot be allow-listed safely: ``HistoryBuffer.__getstate__`` pickles its class-level table of statistics
+functions, which pickle as ``getattr(HistoryBuffer, 'min')`` -- and allowing ``getattr`` would let a checkpoint
+reach anything. That table is code, not state (it is rebuilt from the class on import), so HistoryBuffer is made to
+pickle without it. Checkpoints written by mmengine without mmrevcol imported still carry it and cannot be resumed
+under weights-only loading.
 """
 import numpy as np
 import torch
@@ -23,6 +29,17 @@ def _numpy_globals():
 SAFE_GLOBALS = [HistoryBuffer, *_numpy_globals()]
 
 
+def _history_buffer_getstate(self) -> dict:
+    # mmengine's version adds `statistics_methods` (functions) to the pickled state; keep only the data.
+    return {k: v for k, v in self.__dict__.items() if k != 'statistics_methods'}
+
+
+def _make_history_buffer_picklable() -> None:
+    for name in ('min', 'max', 'current', 'mean'):  # what HistoryBuffer.__init__ registers on the class
+        HistoryBuffer._statistics_methods.setdefault(name, getattr(HistoryBuffer, name))
+    HistoryBuffer.__getstate__ = _history_buffer_getstate
+
+
 def allow_mmengine_checkpoints() -> None:
     """Allow-list the types mmengine writes into checkpoints for ``torch.load(weights_only=True)``."""
     if hasattr(torch.serialization, 'add_safe_globals'):
@@ -30,3 +47,4 @@ def allow_mmengine_checkpoints() -> None:
 
 
 allow_mmengine_checkpoints()
+_make_history_buffer_picklable()
