@@ -1,0 +1,4 @@
+from .kernel_padding import KernelPaddingHook, pad_kernel, pad_kernels
+from .layer_decay import RevColLayerDecayOptimizerConstructor
+
+__all__ = ['KernelPaddingHook', 'pad_kernel', 'pad_kernels', 'RevColLayerDecayOptimizerConstructor']

@@ -1,0 +1,159 @@
+"""Layer-wise learning-rate decay for RevCol (official recipe, issue #4).
+
+``RevColLayerDecayOptimizerConstructor`` is registered in mmengine's root ``OPTIM_WRAPPER_CONSTRUCTORS``, so the
+same config works under ``default_scope='mmdet'`` and ``'mmseg'``::
+
+    optim_wrapper = dict(
+        type='OptimWrapper',  # or 'AmpOptimWrapper'
+        constructor='RevColLayerDecayOptimizerConstructor',
+        optimizer=dict(type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.05),
+        paramwise_cfg=dict(decay_rate=0.85, decay_type='layer_wise'))
+
+The depth of every parameter comes from the *built* backbone (``RevCol.get_layer_depth``): stem 0, ...,
+everything outside the backbone (neck, heads) ``num - 1``, and ``lr = base_lr * decay_rate ** (num - id - 1)``.
+No weight decay for 1-D parameters, biases, the reversible shortcut scales ``alpha`` and the ConvNeXt ``gamma``.
+Frozen parameters (``requires_grad=False``) are left out. ``decay_rate=1.0`` is plain AdamW with the
+no-weight-decay rules.
+"""
+import logging
+from collections import OrderedDict
+from typing import Dict, List, Optional, Tuple
+
+from mmengine.dist import get_rank
+from mmengine.logging import print_log
+from mmengine.optim import DefaultOptimWrapperConstructor
+from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
+from torch import nn
+
+_KNOWN_KEYS = {'decay_rate', 'decay_type', 'num_layers'}
+_DECAY_TYPES = ('layer_wise', 'stage_wise')
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """Strip (possibly nested) ``.module`` wrappers: DDP, MMDistributedDataParallel, FSDP-style wrappers."""
+    while isinstance(getattr(model, 'module', None), nn.Module):
+        model = model.module
+    return model
+
+
+def find_revcol(model: nn.Module) -> Tuple[nn.Module, str]:
+    """The RevCol backbone of ``model`` and its parameter-name prefix (``'backbone.'`` for detectors/segmentors).
+
+    ``model`` must already be unwrapped. Raises ``ValueError`` if there is no RevCol or more than one.
+    """
+    from ..models.backbones.revcol import RevCol  # late import: mmrevcol.models imports mmrevcol.engine users
+
+    if isinstance(model, RevCol):
+        return model, ''
+    backbone = getattr(model, 'backbone', None)
+    if isinstance(backbone, RevCol):
+        return backbone, 'backbone.'
+    found = [(name, m) for name, m in model.named_modules() if isinstance(m, RevCol)]
+    if not found:
+        raise ValueError(f'RevColLayerDecayOptimizerConstructor: no RevCol backbone in {type(model).__name__}; '
+                         'use it only with models whose backbone is a RevCol')
+    if len(found) > 1:
+        raise ValueError('RevColLayerDecayOptimizerConstructor: several RevCol modules in the model '
+                         f'({[n for n, _ in found]}); layer-wise decay would be ambiguous')
+    name, module = found[0]
+    return module, f'{name}.'
+
+
+def is_no_decay(name: str, param: nn.Parameter) -> bool:
+    """No weight decay for 1-D tensors, biases, RevCol's ``alpha`` and layer-scale ``gamma``."""
+    last = name.rsplit('.', 1)[-1]
+    return param.ndim <= 1 or last == 'bias' or '.alpha.' in f'.{name}' or last == 'gamma'
+
+
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
+class RevColLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
+    """Optimizer wrapper constructor with RevCol layer-wise (or stage-wise) learning-rate decay.
+
+    ``paramwise_cfg`` keys:
+
+    - ``decay_rate`` (float): per-depth lr factor, in (0, 1]. Defaults to 1.0 (no decay).
+    - ``decay_type`` (str): ``'layer_wise'`` (official: ``sum(layers) + num_columns + 1`` depth ids, one per
+      column/block position) or ``'stage_wise'`` (stem, the four levels, the rest). Defaults to ``'layer_wise'``.
+    - ``num_layers`` (int, optional): accepted for compatibility with mmdet/mmseg configs and ignored (the depth
+      structure is read from the built backbone); a warning is logged if it disagrees.
+
+    Every trainable parameter lands in exactly one group, keyed by (depth id, decay / no decay); each group carries
+    ``lr``, ``lr_scale``, ``weight_decay``, ``layer_id`` and ``group_name``. One summary table is logged on rank 0.
+    """
+
+    def __init__(self, optim_wrapper_cfg: dict, paramwise_cfg: Optional[dict] = None):
+        paramwise_cfg = dict(paramwise_cfg or {})
+        unknown = set(paramwise_cfg) - _KNOWN_KEYS
+        if unknown:
+            raise ValueError(f'RevColLayerDecayOptimizerConstructor: unknown paramwise_cfg keys {sorted(unknown)}; '
+                             f'supported: {sorted(_KNOWN_KEYS)}')
+        paramwise_cfg.setdefault('decay_rate', 1.0)
+        paramwise_cfg.setdefault('decay_type', 'layer_wise')
+        decay_rate = paramwise_cfg['decay_rate']
+        if not (isinstance(decay_rate, (int, float)) and 0 < decay_rate <= 1):
+            raise ValueError(f'paramwise_cfg.decay_rate must be in (0, 1], got {decay_rate!r}')
+        if paramwise_cfg['decay_type'] not in _DECAY_TYPES:
+            raise ValueError(f"paramwise_cfg.decay_type must be one of {_DECAY_TYPES}, "
+                             f"got {paramwise_cfg['decay_type']!r}")
+        # A non-empty paramwise_cfg makes DefaultOptimWrapperConstructor.__call__ go through add_params.
+        super().__init__(optim_wrapper_cfg, paramwise_cfg)
+        self.decay_rate = float(decay_rate)
+        self.decay_type = paramwise_cfg['decay_type']
+        self.group_table: List[dict] = []
+
+    # ---------------------------------------------------------------------------------------------------------
+    def add_params(self, params: List[dict], module: nn.Module, prefix: str = '', **kwargs) -> None:
+        """Fill ``params`` with one group per (depth id, decay / no decay) for the whole ``module``."""
+        model = unwrap_model(module)
+        backbone, bb_prefix = find_revcol(model)
+        bb_prefix = prefix + bb_prefix
+        num_cfg = self.paramwise_cfg.get('num_layers')
+        if num_cfg is not None and self.decay_type == 'layer_wise' and num_cfg != backbone.num_layer_ids:
+            print_log(f'RevColLayerDecayOptimizerConstructor: paramwise_cfg.num_layers={num_cfg} ignored; the '
+                      f'built backbone has {backbone.num_layer_ids} layer ids', logger='current',
+                      level=logging.WARNING)
+
+        groups: Dict[Tuple[int, str], dict] = {}
+        for name, param in model.named_parameters(prefix=prefix.rstrip('.')):
+            if not param.requires_grad:
+                continue  # frozen (frozen_stages, or frozen by the user)
+            layer_id, num = backbone.get_layer_depth(name, bb_prefix, self.decay_type)
+            decay = 'no_decay' if is_no_decay(name, param) else 'decay'
+            key = (layer_id, decay)
+            if key not in groups:
+                scale = self.decay_rate**(num - layer_id - 1)
+                group = dict(params=[], lr=self.base_lr * scale, lr_scale=scale, layer_id=layer_id,
+                             group_name=f'layer_{layer_id}_{decay}')
+                if decay == 'no_decay':
+                    group['weight_decay'] = 0.
+                elif self.base_wd is not None:
+                    group['weight_decay'] = self.base_wd
+                group['_names'] = []
+                groups[key] = group
+            groups[key]['params'].append(param)
+            groups[key]['_names'].append(name)
+
+        ordered = [groups[k] for k in sorted(groups, key=lambda k: (k[0], k[1] != 'decay'))]
+        self.group_table = []
+        for group in ordered:
+            names = group.pop('_names')
+            self.group_table.append(dict(
+                group_name=group['group_name'], layer_id=group['layer_id'], lr=group['lr'],
+                lr_scale=group['lr_scale'], weight_decay=group.get('weight_decay'), param_names=names,
+                num_tensors=len(names), num_elements=sum(p.numel() for p in group['params'])))
+        params.extend(ordered)
+        self._log_table(num if groups else None)
+
+    def _log_table(self, num_ids: Optional[int]) -> None:
+        if get_rank() != 0:
+            return
+        head = ('group', 'depth id', 'lr scale', 'lr', 'weight decay', '#tensors', '#params')
+        rows = [(g['group_name'], str(g['layer_id']), f"{g['lr_scale']:.4g}", f"{g['lr']:.4g}",
+                 'default' if g['weight_decay'] is None else f"{g['weight_decay']:g}", str(g['num_tensors']),
+                 str(g['num_elements'])) for g in self.group_table]
+        widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+        fmt = '  '.join(f'{{:{">" if i else "<"}{w}}}' for i, w in enumerate(widths))
+        lines = [f'RevCol layer decay: decay_type={self.decay_type}, decay_rate={self.decay_rate:g}, '
+                 f'{num_ids} depth ids, base lr {self.base_lr:g}, {len(rows)} param groups',
+                 fmt.format(*head), fmt.format(*('-' * w for w in widths)), *(fmt.format(*r) for r in rows)]
+        print_log('\n'.join(lines), logger='current')
