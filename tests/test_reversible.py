@@ -202,3 +202,11 @@ def test_forward_clamps_alpha_so_columns_stay_invertible():
     sum(o.sum() for o in outs).backward()
     assert (reversible.columns[2].alpha[1].abs() >= 1e-3).all()
     assert all(torch.isfinite(p.grad).all() for p in reversible.parameters())
+
+
+def test_second_backward_is_a_clear_error():
+    _, reversible = _pair(drop_path_rate=0.)
+    loss = sum(o.sum() for o in reversible(torch.randn(1, 3, 64, 64)))
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match='backpropagated only once'):
+        loss.backward()
