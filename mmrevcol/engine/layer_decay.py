@@ -100,6 +100,7 @@ class RevColLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
         self.decay_rate = float(decay_rate)
         self.decay_type = paramwise_cfg['decay_type']
         self.group_table: List[dict] = []
+        self.num_frozen = 0
 
     # ---------------------------------------------------------------------------------------------------------
     def add_params(self, params: List[dict], module: nn.Module, prefix: str = '', **kwargs) -> None:
@@ -114,9 +115,11 @@ class RevColLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
                       level=logging.WARNING)
 
         groups: Dict[Tuple[int, str], dict] = {}
+        self.num_frozen = 0
         for name, param in model.named_parameters(prefix=prefix.rstrip('.')):
             if not param.requires_grad:
-                continue  # frozen (frozen_stages, or frozen by the user)
+                self.num_frozen += 1  # frozen (frozen_stages, or frozen by the user): not optimized
+                continue
             layer_id, num = backbone.get_layer_depth(name, bb_prefix, self.decay_type)
             decay = 'no_decay' if is_no_decay(name, param) else 'decay'
             key = (layer_id, decay)
@@ -154,6 +157,7 @@ class RevColLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
         widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
         fmt = '  '.join(f'{{:{">" if i else "<"}{w}}}' for i, w in enumerate(widths))
         lines = [f'RevCol layer decay: decay_type={self.decay_type}, decay_rate={self.decay_rate:g}, '
-                 f'{num_ids} depth ids, base lr {self.base_lr:g}, {len(rows)} param groups',
+                 f'{num_ids} depth ids, base lr {self.base_lr:g}, {len(rows)} param groups'
+                 + (f', {self.num_frozen} frozen tensors left out' if self.num_frozen else ''),
                  fmt.format(*head), fmt.format(*('-' * w for w in widths)), *(fmt.format(*r) for r in rows)]
         print_log('\n'.join(lines), logger='current')
