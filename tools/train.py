@@ -30,6 +30,34 @@ from mmengine.runner import Runner  # noqa: E402
 DOCS = 'docs/downstream.md'
 
 
+def _history_buffer_state_without_functions() -> None:
+    """Save mmengine's HistoryBuffer without its default statistics functions.
+
+    mmengine 0.10.7's ``HistoryBuffer.__getstate__`` pickles ``{'min': HistoryBuffer.min, ...}`` into every
+    buffer of the message hub; torch.save (pickle protocol 2) writes those as ``getattr(HistoryBuffer, 'min')``,
+    which weights-only loading refuses (``Unsupported global: builtins.getattr``), so tools/test.py and ``--resume``
+    could not read the checkpoints of tools/train.py. ``__setstate__`` re-creates the defaults anyway, so only
+    custom (registered) statistics methods need to travel; with none, the state holds arrays and ints only.
+    """
+    from mmengine.logging.history_buffer import HistoryBuffer
+    if getattr(HistoryBuffer.__getstate__, '_mmrevcol', False):
+        return
+    defaults = {name: getattr(HistoryBuffer, name) for name in ('min', 'max', 'current', 'mean')}
+
+    def __getstate__(self):
+        state = {k: v for k, v in self.__dict__.items() if k != 'statistics_methods'}
+        custom = {k: v for k, v in self._statistics_methods.items() if defaults.get(k) is not v}
+        if custom:
+            state['statistics_methods'] = custom
+        return state
+
+    __getstate__._mmrevcol = True
+    HistoryBuffer.__getstate__ = __getstate__
+
+
+_history_buffer_state_without_functions()
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train an mmdet/mmseg model with a RevCol backbone')
     parser.add_argument('config', help='train config file path')
@@ -146,7 +174,25 @@ def check_pretrained(cfg: Config) -> None:
     raise SystemExit('ERROR: ' + '\n'.join(lines))
 
 
+def init_cpu_dist(cfg: Config) -> None:
+    """torchrun without CUDA: open the gloo process group ourselves.
+
+    mmengine 0.10.7's ``init_dist('pytorch')`` calls ``torch.cuda.set_device`` unconditionally, which fails on a
+    machine without a GPU; the Runner skips its own initialisation when a process group already exists.
+    """
+    if cfg.launcher != 'pytorch' or torch.cuda.is_available():
+        return
+    import datetime
+
+    import torch.distributed as dist
+    if dist.is_available() and not dist.is_initialized():
+        timeout = cfg.env_cfg.dist_cfg.get('timeout', None)
+        kwargs = dict(timeout=datetime.timedelta(seconds=timeout)) if timeout else {}
+        dist.init_process_group(backend='gloo', **kwargs)
+
+
 def build_runner(cfg: Config):
+    init_cpu_dist(cfg)
     if 'runner_type' not in cfg:
         return Runner.from_cfg(cfg)
     return RUNNERS.build(cfg)

@@ -17,7 +17,7 @@ crop_size = (128, 128)
 norm_cfg = dict(type='SyncBN', requires_grad=True)  # BN when not distributed (mmengine) or without CUDA
 
 model = dict(
-    data_preprocessor=dict(size=crop_size),
+    data_preprocessor=dict(size=None, size_divisor=32),  # the demo images need no padding
     pretrained=None,
     backbone=dict(
         _delete_=True,

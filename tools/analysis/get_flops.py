@@ -43,6 +43,10 @@ class _Part(nn.Module):
         self.model = model
         self.part = part
         self.shape = shape
+        # only what runs counts towards the parameters
+        self.counted = {'backbone': [model.backbone],
+                        'neck': [model.backbone] + ([model.neck] if getattr(model, 'neck', None) else []),
+                        'model': [model]}[part]
 
     def forward(self, x):
         if self.part == 'backbone':
@@ -71,6 +75,8 @@ def flops_of(cfg, shape, part='backbone', show_table=False):
     with torch.no_grad():
         info = get_model_complexity_info(wrapped, inputs=(torch.zeros(1, 3, h, w),), show_table=show_table,
                                          show_arch=False)
+    info['params'] = sum(p.numel() for m in wrapped.counted for p in m.parameters())
+    info['params_str'] = f"{info['params'] / 1e6:.3f}M"
     return info
 
 
