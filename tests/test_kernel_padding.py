@@ -10,11 +10,9 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 
 import mmrevcol  # noqa: F401
-from mmrevcol.checkpoint import CheckpointMismatchError, prepare_state_dict, to_revcol_state_dict
+from mmrevcol.checkpoint import prepare_state_dict, to_revcol_state_dict
 from mmrevcol.engine.kernel_padding import KernelPaddingHook, depthwise_kernel_size, pad_kernel, pad_kernels
 from mmrevcol.models.backbones.revcol import RevCol
-
-from conftest import REFERENCE, require_shared
 
 TINY = dict(channels=[8, 16, 24, 32], layers=[1, 1, 2, 1], num_columns=2)
 REF_ARCH = dict(channels=[16, 32, 48, 64], layers=[1, 1, 2, 1], num_columns=3)

@@ -16,7 +16,6 @@ Frozen parameters (``requires_grad=False``) are left out. ``decay_rate=1.0`` is 
 no-weight-decay rules.
 """
 import logging
-from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
 from mmengine.dist import get_rank
