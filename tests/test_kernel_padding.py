@@ -114,6 +114,9 @@ def test_pad_kernel_centre_noise_and_seed():
     other = pad_kernel(w, 7, generator=torch.Generator().manual_seed(1))
     assert torch.equal(out, again) and not torch.equal(out, other)
     assert torch.equal(pad_kernel(w, 3), w)
+    half = pad_kernel(w.half(), 7, generator=torch.Generator().manual_seed(0))  # fp16 checkpoints: noise kept
+    assert half.dtype == torch.float32 and torch.equal(half[..., 2:5, 2:5], w.half().float())
+    assert 0.5e-7 < padding_entries(half, 3).double().std().item() < 2e-7
 
 
 @pytest.mark.parametrize('k0,k,match', [(4, 7, 'odd'), (3, 6, 'odd'), (7, 3, 'larger than the model')])

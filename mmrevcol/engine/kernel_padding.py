@@ -35,7 +35,10 @@ def depthwise_kernel_size(state_dict: Mapping[str, Tensor]) -> Optional[int]:
 
 def pad_kernel(weight: Tensor, kernel_size: int, std: float = DEFAULT_STD,
                generator: Optional[torch.Generator] = None) -> Tensor:
-    """Centre ``weight`` (C, 1, k0, k0) in a (C, 1, k, k) kernel whose other entries are N(0, std)."""
+    """Centre ``weight`` (C, 1, k0, k0) in a (C, 1, k, k) kernel whose other entries are N(0, std).
+
+    The result has ``weight``'s device and dtype, except half-precision kernels, which come back in float32.
+    """
     k0 = weight.shape[-1]
     if kernel_size % 2 == 0 or k0 % 2 == 0:
         raise ValueError(f'kernel padding needs odd sizes, got {k0} -> {kernel_size}')
@@ -43,7 +46,9 @@ def pad_kernel(weight: Tensor, kernel_size: int, std: float = DEFAULT_STD,
         raise ValueError(f'checkpoint kernel {k0}x{k0} is larger than the model kernel {kernel_size}x{kernel_size}; '
                          'kernels can only be padded, not cropped')
     noise = torch.randn((*weight.shape[:-2], kernel_size, kernel_size), generator=generator, dtype=torch.float64)
-    out = (noise * std).to(weight.dtype)
+    # fp16/bf16 checkpoints: N(0, 1e-7) would mostly underflow (fp16) or lose the centre's scale, so pad in fp32;
+    # load_state_dict casts to the parameter's dtype anyway.
+    out = (noise * std).to(torch.promote_types(weight.dtype, torch.float32))
     p = (kernel_size - k0) // 2
     out = out.to(weight.device)
     out[..., p:p + k0, p:p + k0] = weight
