@@ -250,6 +250,9 @@ def test_config_errors():
         build_optim_wrapper(model, optim_cfg('block_wise'))
     with pytest.raises(ValueError, match='decay_rate'):
         build_optim_wrapper(model, optim_cfg(rate=1.5))
+    with pytest.raises(ValueError, match='lr must be set'):
+        build_optim_wrapper(model, dict(constructor='RevColLayerDecayOptimizerConstructor',
+                                        optimizer=dict(type='AdamW'), paramwise_cfg=dict(decay_rate=0.9)))
     with pytest.raises(ValueError, match='no RevCol'):
         build_optim_wrapper(nn.Linear(2, 2), optim_cfg())
     two = nn.ModuleDict(dict(a=RevCol(arch=ARCH), b=RevCol(arch=ARCH)))

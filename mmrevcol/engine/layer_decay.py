@@ -96,6 +96,9 @@ class RevColLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
                              f"got {paramwise_cfg['decay_type']!r}")
         # A non-empty paramwise_cfg makes DefaultOptimWrapperConstructor.__call__ go through add_params.
         super().__init__(optim_wrapper_cfg, paramwise_cfg)
+        if self.base_lr is None:
+            raise ValueError('RevColLayerDecayOptimizerConstructor: optimizer.lr must be set (the per-layer lrs '
+                             'are base_lr * decay_rate ** (num_ids - id - 1))')
         self.decay_rate = float(decay_rate)
         self.decay_type = paramwise_cfg['decay_type']
         self.group_table: List[dict] = []
