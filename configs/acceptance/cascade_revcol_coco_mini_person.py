@@ -9,14 +9,32 @@ _base_ = '../demo/cascade_revcol_demo.py'
 
 data_root = '../shared/data/coco_mini/'
 classes = ('person', )
-max_iters = 600
+max_iters = 400
 image_size = (320, 320)
+
+fpn = 64
+
+
+def _bbox_head(stds):  # the demo's heads with one class (a list in a config is replaced, not merged)
+    return dict(
+        type='Shared2FCBBoxHead',
+        in_channels=fpn,
+        fc_out_channels=256,
+        roi_feat_size=7,
+        num_classes=len(classes),
+        bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0., 0., 0., 0.], target_stds=stds),
+        reg_class_agnostic=True,
+        loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
+        loss_bbox=dict(type='SmoothL1Loss', beta=1.0, loss_weight=1.0))
+
 
 model = dict(
     rpn_head=dict(anchor_generator=dict(scales=[8])),
     roi_head=dict(
-        bbox_head=[dict(num_classes=1), dict(num_classes=1), dict(num_classes=1)],
-        mask_head=dict(num_classes=1)))
+        bbox_head=[_bbox_head([0.1, 0.1, 0.2, 0.2]), _bbox_head([0.05, 0.05, 0.1, 0.1]),
+                   _bbox_head([0.033, 0.033, 0.067, 0.067])],
+        mask_head=dict(num_classes=len(classes))))
+del _bbox_head
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -42,9 +60,9 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_train2017.json')
 test_evaluator = val_evaluator
 
-train_cfg = dict(max_iters=max_iters, val_interval=200)
+train_cfg = dict(max_iters=max_iters, val_interval=100)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
     dict(type='CosineAnnealingLR', T_max=max_iters, eta_min=1e-5, by_epoch=False, begin=0, end=max_iters),
 ]
-default_hooks = dict(checkpoint=dict(interval=200, max_keep_ckpts=1))
+default_hooks = dict(checkpoint=dict(interval=100, max_keep_ckpts=1))
