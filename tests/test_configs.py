@@ -200,8 +200,11 @@ def tiny_batch(cfg: Config, batch_size=2):
     num_classes = num_classes_of(cfg.model)
     if cfg.default_scope == 'mmdet':
         from mmdet.testing import demo_mm_inputs
-        return demo_mm_inputs(batch_size=batch_size, image_shapes=(3, SIZE, SIZE), num_items=[3] * batch_size,
-                              num_classes=num_classes, with_mask=True)
+        batch = demo_mm_inputs(batch_size=batch_size, image_shapes=(3, SIZE, SIZE), num_items=[3] * batch_size,
+                               num_classes=max(num_classes, 2), with_mask=True)  # it can't draw from 1 class
+        for sample in batch['data_samples']:
+            sample.gt_instances.labels %= num_classes
+        return batch
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
     inputs, samples = [], []
