@@ -86,12 +86,14 @@ def test_train_then_test(task, demo_root, tmp_path):
     assert (work / 'last_checkpoint').read_text().strip().endswith('iter_3.pth')
 
     out = tmp_path / ('results.pkl' if det else 'preds')
+    show = tmp_path / 'show'
     proc = run([PY, 'tools/test.py', config, str(ckpt), '--work-dir', str(tmp_path / 'test'), '--out', str(out),
-                '--cfg-options', *opts])
+                '--show-dir', str(show), '--cfg-options', *opts])
     log = proc.stdout + proc.stderr
     key = 'coco/bbox_mAP' if det else 'mIoU'
     assert re.search(re.escape(key) + r':\s*-?[0-9.]+', log), log[-3000:]
     assert out.exists()
+    assert list(show.rglob('*.png')) or list((tmp_path / 'test').rglob(f'{show.name}/*.png')), 'no painted images'
 
 
 def test_train_missing_pretrained_is_a_clear_error(tmp_path):

@@ -59,10 +59,11 @@ def scope_of(cfg) -> str:
 
 
 def trigger_visualization_hook(cfg, args, scope):
+    cfg.setdefault('default_hooks', ConfigDict())
     hooks = cfg.default_hooks
-    if 'visualization' not in hooks:
-        raise RuntimeError('VisualizationHook must be included in default_hooks, e.g. '
-                           '"visualization=dict(type=\'VisualizationHook\')"')
+    if 'visualization' not in hooks:  # e.g. configs that don't inherit an mmseg schedule
+        hooks['visualization'] = dict(
+            type='DetVisualizationHook' if scope == 'mmdet' else 'SegVisualizationHook', interval=1)
     hook = hooks['visualization']
     hook['draw'] = True
     if args.show:
