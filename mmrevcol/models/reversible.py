@@ -63,22 +63,34 @@ def level_inputs(column: nn.Module, level: int, x: Tensor, new: Sequence[Tensor]
     return (down, ) + tuple(prev[j] for j in column.prev_inputs(level))
 
 
-def column_forward(column: nn.Module, x: Tensor, prev: Optional[Sequence[Tensor]],
-                   rng_states: Optional[list] = None, state_dtype: Optional[torch.dtype] = None) -> List[Tensor]:
-    """Forward of one column; ``prev`` is None for the first column.
-
-    With ``state_dtype`` the column's levels are kept in that dtype (the reversible stream keeps them in float64)
-    while the levels compute in ``x.dtype``.
-    """
+def column_forward(column: nn.Module, x: Tensor, prev: Optional[Sequence[Tensor]]) -> List[Tensor]:
+    """Plain forward of one column; ``prev`` is None for the first column."""
     new: List[Tensor] = []
+    for level, module in enumerate(column.levels):
+        out = module(*level_inputs(column, level, x, new, prev))
+        new.append(out if prev is None else column.alpha[level] * prev[level] + out)
+    return new
+
+
+def exact_column_forward(column: nn.Module, x: Tensor, prev: Optional[Sequence[Tensor]],
+                         prev_low: Optional[Sequence[Tensor]], state_dtype: torch.dtype,
+                         rng_states: Optional[list] = None) -> Tuple[List[Tensor], List[Tensor]]:
+    """Forward of one column of the reversible stream: returns its levels in ``state_dtype`` (exact, for the
+    reconstruction) and in ``x.dtype`` (``low``: what the levels compute with, cast once per state)."""
+    states: List[Tensor] = []
+    lows: List[Tensor] = []
     for level, module in enumerate(column.levels):
         if rng_states is not None:
             rng_states.append(_RNGState.capture(x.device))
-        inputs = level_inputs(column, level, x, new, prev)
-        out = module(*(t.to(x.dtype) for t in inputs)) if state_dtype is not None else module(*inputs)
-        c = out if prev is None else column.alpha[level] * prev[level] + out
-        new.append(c if state_dtype is None else c.to(state_dtype))
-    return new
+        out = module(*level_inputs(column, level, x, lows, prev_low))
+        if prev is None:
+            states.append(out.to(state_dtype))
+            lows.append(out)
+        else:
+            c = column.alpha[level] * prev[level] + out
+            states.append(c)
+            lows.append(c.to(x.dtype))
+    return states, lows
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -133,7 +145,8 @@ class _Tape:
     """
 
     def __init__(self):
-        self.states: Optional[List[Tensor]] = None
+        self.states: Optional[List[Tensor]] = None  # exact, ``state_dtype``
+        self.lows: Optional[List[Tensor]] = None  # the same in the compute dtype
         self.index = -1
 
 
@@ -153,11 +166,11 @@ class ReversibleColumn(torch.autograd.Function):
         ctx.params = args[num_prev:]
         ctx.autocast = _autocast_state(x.device.type)
         ctx.rng = [] if replay_rng else None
-        prev = tape.states if num_prev else None
-        states = column_forward(column, x, prev, ctx.rng, _state_dtype(x.device))
-        tape.states, tape.index = states, index
+        prev, prev_low = (tape.states, tape.lows) if num_prev else (None, None)
+        states, lows = exact_column_forward(column, x, prev, prev_low, _state_dtype(x.device), ctx.rng)
+        tape.states, tape.lows, tape.index = states, [t.detach() for t in lows], index
         ctx.save_for_backward(x)
-        return tuple(c.to(x.dtype) for c in states)
+        return tuple(lows)
 
     @staticmethod
     def backward(ctx, *grad_outputs):  # noqa: D102
@@ -167,13 +180,14 @@ class ReversibleColumn(torch.autograd.Function):
                                '(no retain_graph=True, no partial torch.autograd.grad over its columns)')
         x, = ctx.saved_tensors
         dtype = x.dtype
-        cur = tape.states
+        cur, cur_low = tape.states, tape.lows
         num_levels = len(cur)
         grads = [torch.zeros_like(c, dtype=dtype) if g is None else g for c, g in zip(cur, grad_outputs)]
         x_in = x.detach().requires_grad_(ctx.needs_input_grad[4])
         grad_x = None
         first = column.first
         prev: List[Optional[Tensor]] = [None] * num_levels
+        prev_low: List[Optional[Tensor]] = [None] * num_levels
         grad_prev: List[Optional[Tensor]] = [None] * num_levels
         param_grads = {id(p): None for p in ctx.params}
 
@@ -185,8 +199,8 @@ class ReversibleColumn(torch.autograd.Function):
             for level in reversed(range(num_levels)):
                 if ctx.rng is not None:
                     ctx.rng[level].restore(x.device)
-                down = x_in if level == 0 else cur[level - 1].detach().to(dtype).requires_grad_(True)
-                ups = [prev[j].detach().to(dtype).requires_grad_(True) for j in column.prev_inputs(level)]
+                down = x_in if level == 0 else cur_low[level - 1].detach().requires_grad_(True)
+                ups = [prev_low[j].detach().requires_grad_(True) for j in column.prev_inputs(level)]
                 with torch.enable_grad(), _autocast(ctx.autocast):
                     out = column.levels[level](down, *ups)
                 g = grads[level]
@@ -195,10 +209,10 @@ class ReversibleColumn(torch.autograd.Function):
                     with torch.no_grad():
                         # Reconstruct the previous column's level, then its gradient through the shortcut.
                         prev[level] = (cur[level] - out.to(cur[level].dtype)) / alpha.to(cur[level].dtype)
+                        prev_low[level] = prev[level].to(dtype)
                         grad_prev[level] = add(grad_prev[level], alpha * g)
-                        if id(alpha) in param_grads:
-                            ga = (g * prev[level]).sum(dim=(0, 2, 3), keepdim=True)
-                            param_grads[id(alpha)] = ga.to(alpha.dtype)
+                        if id(alpha) in param_grads:  # d(alpha * c)/d alpha, as plain autograd computes it
+                            param_grads[id(alpha)] = (g * prev_low[level]).sum(dim=(0, 2, 3), keepdim=True)
                 params = [p for p in column.levels[level].parameters() if id(p) in param_grads]
                 inputs = [t for t in (down, *ups) if t.requires_grad]
                 if not inputs and not params:
@@ -218,7 +232,8 @@ class ReversibleColumn(torch.autograd.Function):
                             grad_prev[j] = add(grad_prev[j], gu)
                     for p, gp in zip(params, got[len(inputs):]):
                         param_grads[id(p)] = gp
-        tape.states, tape.index = (None if first else prev), ctx.index - 1
+        tape.states, tape.lows = (None, None) if first else (prev, prev_low)
+        tape.index = ctx.index - 1
         return (None, None, None, None, grad_x, *grad_prev[:ctx.num_prev],
                 *(param_grads[id(p)] for p in ctx.params))
 
