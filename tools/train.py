@@ -17,8 +17,8 @@ import os
 import os.path as osp
 import sys
 
-# mmrevcol first: it registers RevCol and allow-lists mmengine's checkpoint types for weights-only loading,
-# which `--resume` needs under torch >= 2.6. Works from a checkout without `pip install -e .`.
+# mmrevcol first: it registers RevCol and makes mmengine's checkpoints weights-only loadable (mmrevcol/compat.py),
+# which `--resume` and tools/test.py need under torch >= 2.6. Works from a checkout without `pip install -e .`.
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
 import mmrevcol  # noqa: E402,F401  isort:skip
 
@@ -28,34 +28,6 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 DOCS = 'docs/downstream.md'
-
-
-def _history_buffer_state_without_functions() -> None:
-    """Save mmengine's HistoryBuffer without its default statistics functions.
-
-    mmengine 0.10.7's ``HistoryBuffer.__getstate__`` pickles ``{'min': HistoryBuffer.min, ...}`` into every
-    buffer of the message hub; torch.save (pickle protocol 2) writes those as ``getattr(HistoryBuffer, 'min')``,
-    which weights-only loading refuses (``Unsupported global: builtins.getattr``), so tools/test.py and ``--resume``
-    could not read the checkpoints of tools/train.py. ``__setstate__`` re-creates the defaults anyway, so only
-    custom (registered) statistics methods need to travel; with none, the state holds arrays and ints only.
-    """
-    from mmengine.logging.history_buffer import HistoryBuffer
-    if getattr(HistoryBuffer.__getstate__, '_mmrevcol', False):
-        return
-    defaults = {name: getattr(HistoryBuffer, name) for name in ('min', 'max', 'current', 'mean')}
-
-    def __getstate__(self):
-        state = {k: v for k, v in self.__dict__.items() if k != 'statistics_methods'}
-        custom = {k: v for k, v in self._statistics_methods.items() if defaults.get(k) is not v}
-        if custom:
-            state['statistics_methods'] = custom
-        return state
-
-    __getstate__._mmrevcol = True
-    HistoryBuffer.__getstate__ = __getstate__
-
-
-_history_buffer_state_without_functions()
 
 
 def parse_args(argv=None):
