@@ -131,10 +131,18 @@ def measure_one(args, mode: str, num_columns: int) -> dict:
 
 
 def run_subprocess(args, mode: str, num_columns: int) -> dict:
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536', MALLOC_TRIM_THRESHOLD_='0')
+    """Memory from one process with glibc's mmap threshold pinned; time from another without (the pinned
+    allocator maps and unmaps every large buffer, which would distort the timings)."""
     cmd = [sys.executable, __file__, '--_one', f'{mode}:{num_columns}'] + _forward_args(args)
-    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+
+    def run(env):
+        out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    result = run(dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536', MALLOC_TRIM_THRESHOLD_='0'))
+    if args.device == 'cpu':
+        result['step_s'] = run(dict(os.environ))['step_s']
+    return result
 
 
 def _forward_args(args):

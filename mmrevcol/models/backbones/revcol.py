@@ -14,12 +14,23 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 from mmpretrain.models.backbones.convnext import ConvNeXtBlock
-from mmpretrain.models.utils import LayerNorm2d
 from torch import Tensor, nn
 
 from ..reversible import clamp_abs_, column_forward, reversible_columns
 
 NUM_LEVELS = 4
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of (N, C, H, W) tensors, left in channels-last memory.
+
+    Unlike mmpretrain's ``LayerNorm2d`` it does not copy the result back to NCHW layout: the whole stream then
+    stays channels-last, where the depthwise convs are faster and the blocks' ``permute`` to (N, H, W, C) is free.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
 
 
 class UpFusion(nn.Module):
