@@ -253,3 +253,22 @@ def test_ddp_two_cpu_processes(tmp_path, find_unused):
         expected = p.grad / 2  # DDP averages the per-process sums
         err = (ddp_grads[n] - expected).abs().max() / expected.abs().max().clamp_min(1e-30)
         assert err < 1e-4, n
+
+
+@pytest.mark.parametrize('reversible', [False, True])
+def test_outputs_are_nchw_contiguous(reversible):
+    """The stream runs channels-last, but compiled ops downstream (mmcv RoIAlign on CPU) need NCHW memory."""
+    model = RevCol(arch=TINY, reversible=reversible).train()
+    for out in model(torch.randn(1, 3, 64, 96)):
+        assert out.is_contiguous()
+
+
+def test_roi_align_on_backbone_features_matches_nchw_reference():
+    from mmcv.ops import RoIAlign
+    model = RevCol(arch=TINY).eval()
+    with torch.no_grad():
+        feat = model(torch.randn(1, 3, 64, 64))[0]
+        rois = torch.tensor([[0., 2., 2., 40., 30.]])
+        got = RoIAlign((7, 7), spatial_scale=0.25, sampling_ratio=2)(feat, rois)
+        ref = RoIAlign((7, 7), spatial_scale=0.25, sampling_ratio=2)(feat.clone(memory_format=torch.contiguous_format), rois)
+    assert torch.equal(got, ref)

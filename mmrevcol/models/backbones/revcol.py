@@ -262,7 +262,9 @@ class RevCol(BaseModule):
             c = None
             for column in columns:
                 c = column(x, c)
-        return tuple(c[i] for i in self.out_indices)
+        # Internally channels-last; hand out standard NCHW-contiguous maps: some compiled ops downstream (mmcv's
+        # CPU RoIAlign) read the raw memory as NCHW.
+        return tuple(c[i].contiguous() for i in self.out_indices)
 
     # ---------------------------------------------------------------------------------------------------------
     def _frozen_modules(self):
