@@ -8,10 +8,12 @@ so the previous column is recovered exactly from the next one, level 3 first:
 
     c_l = (c'_l - o_l) / alpha_l
 
-Reconstruction divides rounding errors by alpha at every column it walks back (the official fp32 code loses
-several % of some gradients at alpha = 0.01). The reversible stream therefore keeps the column states c in float64
-(only the levels' inputs are cast back to the compute dtype); its errors stay ~1e-16 * prod(1/alpha), and the
-extra memory is two columns' states, independent of the number of columns.
+Reconstruction divides rounding errors by alpha at every column it walks back. The reversible stream therefore
+keeps the column states c in float64 (the levels still compute in ``x.dtype``), so the subtraction loses nothing;
+the extra memory is two columns' states, independent of the number of columns. Measured (fp32, 8 columns): gradients
+within 2e-6 relative of plain autograd for alpha >= 0.1. For tiny alpha the fp32 recomputation itself is the limit
+(one-ulp differences in a level's output, amplified by 1/alpha per column): at alpha = 0.01 and 8 columns some
+gradients are wrong by O(1), as in the official code; the 1e-3 clamp only prevents division by zero.
 
 :func:`reversible_columns` runs a stack of columns without keeping any of their activations: one autograd
 Function per column (:class:`ReversibleColumn`), chained, sharing a tape that holds a single column's states.
