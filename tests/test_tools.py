@@ -131,12 +131,14 @@ def test_dist_train_two_cpu_processes_and_resume(demo_root, tmp_path):
         # One retry on a fresh port: the free port can be taken between free_port() and torchrun's bind, and a
         # rare gloo rendezvous failure was seen here when other tests spawned processes at the same time. A real
         # error fails both attempts.
+        logs = ''
         for attempt in range(2):
             e['PORT'] = str(free_port())
             proc = subprocess.run(cmd + extra, cwd=REPO, env=e, capture_output=True, text=True, timeout=400)
             log = proc.stdout + proc.stderr
+            logs += log  # a retry of the resume step resumes from what the failed attempt saved
             if proc.returncode == 0:
-                return log
+                return logs
             errors = [line for line in log.splitlines() if 'Error' in line or 'rank' in line]
             print(f'dist_train attempt {attempt + 1} failed:\n' + '\n'.join(errors[-30:]) + log[-3000:])
         raise AssertionError('\n'.join(errors[-30:]) + log[-3000:])

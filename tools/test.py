@@ -22,7 +22,7 @@ import mmrevcol  # noqa: E402,F401  isort:skip
 
 from mmengine.config import ConfigDict, DictAction  # noqa: E402
 
-from train import build_runner, load_cfg  # noqa: E402
+from train import build_runner, close_dist, load_cfg  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -127,7 +127,9 @@ def main(argv=None):
         assert args.out.endswith(('.pkl', '.pickle')), 'The dump file must be a pkl file.'
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
 
-    return runner.test()
+    metrics = runner.test()
+    close_dist()
+    return metrics
 
 
 if __name__ == '__main__':

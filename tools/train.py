@@ -163,6 +163,18 @@ def init_cpu_dist(cfg: Config) -> None:
         dist.init_process_group(backend='gloo', **kwargs)
 
 
+def close_dist() -> None:
+    """Tear the process group down before the interpreter exits.
+
+    Left to interpreter shutdown, gloo's threads are destroyed while still joinable ("terminate called without an
+    active exception", SIGABRT): torchrun then reports a finished run as failed.
+    """
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def build_runner(cfg: Config):
     init_cpu_dist(cfg)
     if 'runner_type' not in cfg:
@@ -208,6 +220,7 @@ def main(argv=None):
 
     runner = build_runner(cfg)
     runner.train()
+    close_dist()
 
 
 if __name__ == '__main__':
