@@ -158,3 +158,32 @@ def test_get_flops_revcol_t_matches_paper():
     params = float(re.search(r'Params: ([0-9.]+)M', proc.stdout).group(1))
     assert flops == pytest.approx(4.5, rel=0.03)  # paper: 4.5 GMACs, 29.9M params for RevCol-T
     assert params == pytest.approx(29.9, rel=0.01)
+
+
+@pytest.mark.slow
+@pytest.mark.shared
+def test_full_size_cascade_revcol_l_starts_training_on_coco_format_data():
+    """The issue's check: the unreduced RevCol-L Cascade config trains on a COCO-format set given by --cfg-options."""
+    from conftest import SHARED, require_shared
+    root = str(require_shared(SHARED / 'data' / 'coco_mini' / 'annotations' / 'instances_train2017.json')
+               .parents[1]) + '/'
+    data = [f'{split}.dataset.{k}' for split in ('train_dataloader', 'val_dataloader')
+            for k in (f'data_root={root}', 'ann_file=annotations/instances_train2017.json',
+                      'data_prefix.img=train2017/')]
+    cmd = [PY, 'tools/train.py', 'configs/cascade_revcol_l_coco.py', '--work-dir', 'work_dirs/test_full_l',
+           '--cfg-options', 'model.backbone.init_cfg=None', 'train_dataloader.batch_size=1',
+           'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
+           f'val_evaluator.ann_file={root}annotations/instances_train2017.json', 'default_hooks.logger.interval=1',
+           *data]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        for line in proc.stdout:  # the first logged training iteration is the proof; then stop the run
+            lines.append(line)
+            if re.search(r'Epoch\(train\) +\[1\]\[ *1/\d+\].*loss: [0-9.]+', line):
+                break
+    finally:
+        proc.kill()
+        proc.wait()
+    assert any('Epoch(train)' in line for line in lines), ''.join(lines[-40:])
+    assert any("arch='large'" in line for line in lines), 'the full RevCol-L was not what trained'
