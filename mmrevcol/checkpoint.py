@@ -15,7 +15,6 @@ import re
 from collections import OrderedDict
 from typing import Dict, Mapping, Optional
 
-import torch
 from mmengine.logging import print_log
 from mmengine.runner.checkpoint import _load_checkpoint
 from torch import Tensor, nn
