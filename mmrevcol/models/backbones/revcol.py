@@ -290,7 +290,7 @@ class RevCol(BaseModule):
     # ---------------------------------------------------------------------------------------------------------
     def init_weights(self) -> None:
         if self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained':
-            from ...checkpoint import load_pretrained  # late import: checkpoint.py imports this module
+            from ...checkpoint import load_pretrained
             load_pretrained(self, self.init_cfg['checkpoint'], prefix=self.init_cfg.get('prefix'),
                             map_location=self.init_cfg.get('map_location', 'cpu'))
             self._is_init = True
