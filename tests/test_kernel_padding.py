@@ -10,7 +10,7 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 
 import mmrevcol  # noqa: F401
-from mmrevcol.checkpoint import prepare_state_dict, to_revcol_state_dict
+from mmrevcol.checkpoint import CheckpointMismatchError, prepare_state_dict, to_revcol_state_dict
 from mmrevcol.engine.kernel_padding import KernelPaddingHook, depthwise_kernel_size, pad_kernel, pad_kernels
 from mmrevcol.models.backbones.revcol import RevCol
 
@@ -206,11 +206,29 @@ def detector_like_checkpoint(model: RevCol):
     return {'state_dict': sd, 'meta': {'iter': 0}}
 
 
+class Detectorish(torch.nn.Module):
+    """A RevCol backbone and a neck with a 3x3 conv, named like a detector's."""
+
+    def __init__(self, kernel_size=7):
+        super().__init__()
+        self.backbone = RevCol(arch=TINY, kernel_size=kernel_size)
+        self.neck = torch.nn.Module()
+        self.neck.conv = torch.nn.Conv2d(4, 4, 3, bias=False)
+
+
+def through_hook(ckpt, kernel_size=7, mode='load_from', hook=None):
+    """What the Runner does on load: the hook edits the loaded checkpoint in after_load_checkpoint."""
+    from types import SimpleNamespace
+    hook = hook or KernelPaddingHook(mode=mode)
+    hook.after_load_checkpoint(SimpleNamespace(model=Detectorish(kernel_size)), ckpt)
+    return ckpt
+
+
 def test_hook_pads_mmrevcol_layout_like_init_cfg():
     src = random_revcol()
     ckpt = detector_like_checkpoint(src)
     neck = ckpt['state_dict']['neck.conv.weight']
-    KernelPaddingHook().process(ckpt, 'backbone.', 7)
+    through_hook(ckpt)
     sd = ckpt['state_dict']
     assert sd['neck.conv.weight'] is neck
     backbone = {k[len('backbone.'):]: v for k, v in sd.items() if k.startswith('backbone.')}
@@ -226,25 +244,28 @@ def test_hook_converts_official_layouts(tmp_path, layout):
     src = random_revcol()
     path = write_official_checkpoint(tmp_path / 'official.pth', src, layout)
     ckpt = _load_checkpoint(str(path))
-    KernelPaddingHook().process(ckpt, 'backbone.', 7)
+    if layout == 'detection':  # the official detector's neck, as our stand-in model names it
+        del ckpt['state_dict']['neck.lateral_convs.0.conv.weight']
+        ckpt['state_dict']['neck.conv.weight'] = torch.randn(4, 4, 3, 3)
+    through_hook(ckpt)
     sd = ckpt['state_dict']
     backbone = {k[len('backbone.'):]: v for k, v in sd.items() if k.startswith('backbone.')}
     assert set(backbone) == set(src.state_dict())  # renamed, first-column alpha and heads dropped
     check_padded(backbone, src.state_dict())
     if layout == 'detection':
-        assert 'neck.lateral_convs.0.conv.weight' in sd
+        assert 'neck.conv.weight' in sd
 
 
 def test_hook_never_pads_on_resume():
     k7 = random_revcol(kernel_size=7)
     ckpt = detector_like_checkpoint(k7)
     before = dict(ckpt['state_dict'])
-    KernelPaddingHook().process(ckpt, 'backbone.', 7, resume=True)
+    through_hook(ckpt, mode='resume')
     assert all(torch.equal(ckpt['state_dict'][k], v) for k, v in before.items())
-    KernelPaddingHook().process(ckpt, 'backbone.', 7)  # same size: a no-op even when not resuming
+    through_hook(ckpt)  # same size: a no-op even when not resuming
     assert all(torch.equal(ckpt['state_dict'][k], v) for k, v in before.items())
-    with pytest.raises(ValueError, match='resuming'):
-        KernelPaddingHook().process(detector_like_checkpoint(random_revcol()), 'backbone.', 7, resume=True)
+    with pytest.raises(CheckpointMismatchError, match=r'resume(.|\n)*shape mismatch'):
+        through_hook(detector_like_checkpoint(random_revcol()), mode='resume')
 
 
 # --------------------------------------------------------------------------- 2-iteration runs (mmdet, mmseg)

@@ -11,19 +11,15 @@ backbone.`` the keys are ``backbone.<RevCol key>``, for a detector's or segmento
 Exit status 1 with a one-line message on unreadable or non-RevCol input.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 from collections import OrderedDict
 from typing import List, Optional
 
-import torch
-
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout without installing
 
-from mmrevcol.checkpoint import (CheckpointMismatchError, describe_arch, read_checkpoint,  # noqa: E402
-                                 to_revcol_state_dict)
-from mmrevcol.engine.kernel_padding import DEFAULT_SEED, DEFAULT_STD, pad_kernels  # noqa: E402
+from mmrevcol.checkpoint import (DEFAULT_SEED, DEFAULT_STD, CheckpointMismatchError, atomic_save,  # noqa: E402
+                                 describe_arch, pad_kernels, read_checkpoint, to_revcol_state_dict)
 from mmrevcol.version import __version__  # noqa: E402
 
 
@@ -37,16 +33,22 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--seed', type=int, default=DEFAULT_SEED, help='seed of the padding noise')
     parser.add_argument('--src-prefix', default=None,
                         help='prefix of the backbone keys in SRC (default: backbone. when such keys exist)')
+    parser.add_argument('--force', action='store_true',
+                        help='overwrite DST if it exists (even SRC: the new file replaces it atomically)')
     parser.add_argument('--prefix', default='',
                         help='prefix of the written keys, e.g. backbone. for a detector/segmentor load_from')
     return parser.parse_args(argv)
 
 
 def convert(src: str, dst: str, kernel_size: Optional[int] = None, std: float = DEFAULT_STD,
-            seed: int = DEFAULT_SEED, prefix: str = '', src_prefix: Optional[str] = None) -> dict:
+            seed: int = DEFAULT_SEED, prefix: str = '', src_prefix: Optional[str] = None, force: bool = False) -> dict:
     """Convert ``src`` to ``dst``; returns the meta dict written. Raises ``CheckpointMismatchError``/``ValueError``."""
     if not osp.isfile(src):
         raise CheckpointMismatchError(f'no such checkpoint file: {src}')
+    if osp.exists(dst) and not force:
+        same = osp.samefile(src, dst)
+        raise CheckpointMismatchError(
+            f'{dst} {"is the source file" if same else "exists"}: refusing to overwrite it (use --force)')
     state_dict = to_revcol_state_dict(read_checkpoint(src), src_prefix)
     arch = describe_arch(state_dict)
     if arch['num_columns'] == 0 or None in arch['channels'] or 0 in arch['layers']:
@@ -62,16 +64,15 @@ def convert(src: str, dst: str, kernel_size: Optional[int] = None, std: float = 
                 source_kernel_size=source_kernel, padded_kernels=num_padded,
                 pad_std=std if num_padded else None, pad_seed=seed if num_padded else None, prefix=prefix,
                 mmrevcol_version=__version__)
-    if osp.dirname(osp.abspath(dst)):
-        os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
-    torch.save({'state_dict': out, 'meta': meta}, dst)
+    atomic_save({'state_dict': out, 'meta': meta}, dst)  # a crash never leaves a torn DST (nor touches SRC)
     return meta
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     try:
-        meta = convert(args.src, args.dst, args.kernel_size, args.std, args.seed, args.prefix, args.src_prefix)
+        meta = convert(args.src, args.dst, args.kernel_size, args.std, args.seed, args.prefix, args.src_prefix,
+                       args.force)
     except (CheckpointMismatchError, ValueError) as e:
         print(f'convert_checkpoint: error: {e}', file=sys.stderr)
         return 1

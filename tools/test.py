@@ -22,6 +22,8 @@ import mmrevcol  # noqa: E402,F401  isort:skip
 
 from mmengine.config import ConfigDict, DictAction  # noqa: E402
 
+from mmrevcol.engine import ensure_loading_hook  # noqa: E402
+
 from train import build_runner, close_dist, load_cfg  # noqa: E402
 
 
@@ -111,6 +113,7 @@ def main(argv=None):
     cfg = load_cfg(args)
     scope = scope_of(cfg)
     cfg.load_from = args.checkpoint
+    ensure_loading_hook(cfg, mode='test')  # every key and shape must match: no half-random model evaluated
 
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args, scope)

@@ -27,6 +27,9 @@ from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
+from mmrevcol.checkpoint import check_model_init_cfgs  # noqa: E402
+from mmrevcol.engine import ensure_loading_hook  # noqa: E402
+
 DOCS = 'docs/downstream.md'
 
 
@@ -60,7 +63,13 @@ def load_cfg(args) -> Config:
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+        cfg.merge_from_dict(pretrained_options(cfg, args.cfg_options))
+    try:
+        check_model_init_cfgs(cfg.model)
+    except ValueError as e:
+        raise SystemExit(f'ERROR: {e}')
+    # every checkpoint the Runner loads (load_from, --resume, test) goes through mmrevcol's loading policy
+    ensure_loading_hook(cfg)
     # work_dir: CLI > config > ./work_dirs/<config name>
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
@@ -68,6 +77,22 @@ def load_cfg(args) -> Config:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     adapt_to_device(cfg)
     return cfg
+
+
+def pretrained_options(cfg: Config, options: dict) -> dict:
+    """``X.init_cfg.checkpoint=PATH`` where the config has ``X.init_cfg=None`` means ``Pretrained`` from PATH.
+
+    (The demo and acceptance configs train from scratch; the README's option works on them too.)
+    """
+    options = dict(options)
+    for key in [k for k in options if k.endswith('.init_cfg.checkpoint')]:
+        parent = key[:-len('.checkpoint')]
+        node = cfg
+        for part in parent.split('.'):
+            node = node.get(part, 'absent') if isinstance(node, dict) else 'absent'
+        if node is None and options[key] not in (None, 'None'):
+            options[parent] = dict(type='Pretrained', checkpoint=options.pop(key))
+    return options
 
 
 def _replace_norm_type(obj, old: str, new: str) -> int:
@@ -146,6 +171,16 @@ def check_pretrained(cfg: Config) -> None:
     raise SystemExit('ERROR: ' + '\n'.join(lines))
 
 
+def resume_checkpoint(cfg: Config):
+    """The checkpoint a run will resume from: ``load_from`` when resuming, else the latest in ``work_dir``."""
+    if not cfg.get('resume', False):
+        return None
+    if cfg.get('load_from', None):
+        return cfg.load_from
+    from mmengine.runner import find_latest_checkpoint
+    return find_latest_checkpoint(cfg.work_dir) if osp.isdir(cfg.work_dir) else None
+
+
 def init_cpu_dist(cfg: Config) -> None:
     """torchrun without CUDA: open the gloo process group ourselves.
 
@@ -211,9 +246,10 @@ def main(argv=None):
         cfg.resume = True
         cfg.load_from = args.resume
 
-    if args.resume is None:
+    # A run that really resumes restores every weight from its checkpoint: the pretrained file is not needed.
+    # `--resume` in a work dir without checkpoints starts a new run, which needs it like any other.
+    if resume_checkpoint(cfg) is None:
         check_pretrained(cfg)
-    # When resuming, the checkpoint restores every weight: the pretrained file is not needed.
     elif cfg.model.get('backbone', {}).get('init_cfg') is not None and any(
             not osp.isfile(c) and '://' not in str(c) for _, c in pretrained_checkpoints(cfg.model)):
         cfg.model.backbone.init_cfg = None

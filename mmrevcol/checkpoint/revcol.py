@@ -20,7 +20,7 @@ from typing import Dict, Mapping, Optional, Sequence
 from torch import Tensor, nn
 
 from .core import CheckpointMismatchError, Layout, register_layout, strip_prefixes, extract_state_dict
-from .kernel_padding import DEFAULT_STD, depthwise_kernel_size, pad_kernels
+from .kernel_padding import DEFAULT_SEED, DEFAULT_STD, depthwise_kernel_size, pad_kernels
 
 _RENAMES = [
     (re.compile(r'^subnet(\d+)\.alpha(\d)$'), r'columns.\1.alpha.\2'),
@@ -81,9 +81,11 @@ def describe_arch(state_dict: Mapping[str, Tensor]) -> dict:
     return dict(channels=channels, layers=layers, num_columns=len(columns), kernel_size=kernel)
 
 
-def pad_to_model(state_dict: Dict[str, Tensor], model: nn.Module) -> Dict[str, Tensor]:
+def pad_to_model(state_dict: Dict[str, Tensor], model: nn.Module, std: Optional[float] = None,
+                 seed: int = DEFAULT_SEED) -> Dict[str, Tensor]:
     """Kernel-pad the depthwise kernels to ``model.kernel_size`` (a no-op when they already fit)."""
-    padded, _ = pad_kernels(state_dict, model.kernel_size, getattr(model, 'kernel_pad_std', DEFAULT_STD))
+    std = getattr(model, 'kernel_pad_std', DEFAULT_STD) if std is None else std
+    padded, _ = pad_kernels(state_dict, model.kernel_size, std, seed)
     return padded
 
 

@@ -1,4 +1,6 @@
+from .checkpoint_loading import CheckpointLoadingHook, ensure_loading_hook
 from .kernel_padding import KernelPaddingHook, pad_kernel, pad_kernels
 from .layer_decay import RevColLayerDecayOptimizerConstructor
 
-__all__ = ['KernelPaddingHook', 'pad_kernel', 'pad_kernels', 'RevColLayerDecayOptimizerConstructor']
+__all__ = ['CheckpointLoadingHook', 'ensure_loading_hook', 'KernelPaddingHook', 'pad_kernel', 'pad_kernels',
+           'RevColLayerDecayOptimizerConstructor']

@@ -164,6 +164,9 @@ class ReversibleColumn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, column, tape, index, replay_rng, x, *args):  # noqa: D102
         num_prev = 0 if column.first else len(column.levels)
+        # Unused outputs get None (not zeros) in backward, so parameters that no output depends on keep a None
+        # gradient, as under plain autograd (a zero gradient would still be weight-decayed by AdamW).
+        ctx.set_materialize_grads(False)
         ctx.column, ctx.tape, ctx.index, ctx.num_prev = column, tape, index, num_prev
         ctx.params = args[num_prev:]
         ctx.autocast = _autocast_state(x.device.type)
@@ -184,7 +187,7 @@ class ReversibleColumn(torch.autograd.Function):
         dtype = x.dtype
         cur, cur_low = tape.states, tape.lows
         num_levels = len(cur)
-        grads = [torch.zeros_like(c, dtype=dtype) if g is None else g for c, g in zip(cur, grad_outputs)]
+        grads: List[Optional[Tensor]] = list(grad_outputs)
         x_in = x.detach().requires_grad_(ctx.needs_input_grad[4])
         grad_x = None
         first = column.first
@@ -212,9 +215,13 @@ class ReversibleColumn(torch.autograd.Function):
                         # Reconstruct the previous column's level, then its gradient through the shortcut.
                         prev[level] = (cur[level] - out.to(cur[level].dtype)) / alpha.to(cur[level].dtype)
                         prev_low[level] = prev[level].to(dtype)
-                        grad_prev[level] = add(grad_prev[level], alpha * g)
-                        if id(alpha) in param_grads:  # d(alpha * c)/d alpha, as plain autograd computes it
-                            param_grads[id(alpha)] = (g * prev_low[level]).sum(dim=(0, 2, 3), keepdim=True)
+                        if g is not None:
+                            grad_prev[level] = add(grad_prev[level], alpha * g)
+                            if id(alpha) in param_grads:  # d(alpha * c)/d alpha, as plain autograd computes it
+                                param_grads[id(alpha)] = (g * prev_low[level]).sum(dim=(0, 2, 3), keepdim=True)
+                if g is None:  # no output depends on this level: its parameters and inputs get no gradient
+                    del out
+                    continue
                 params = [p for p in column.levels[level].parameters() if id(p) in param_grads]
                 inputs = [t for t in (down, *ups) if t.requires_grad]
                 if not inputs and not params:
@@ -228,7 +235,7 @@ class ReversibleColumn(torch.autograd.Function):
                         if level == 0:
                             grad_x = gd
                         elif gd is not None:
-                            grads[level - 1] = grads[level - 1] + gd
+                            grads[level - 1] = add(grads[level - 1], gd)
                     for j, gu in zip(column.prev_inputs(level), got_inputs):
                         if gu is not None:
                             grad_prev[j] = add(grad_prev[j], gu)

@@ -5,6 +5,7 @@ A stem feeds N identical columns of 4 levels (strides 4, 8, 16, 32). Level ``l``
 training path and its math are in :mod:`mmrevcol.models.reversible`.
 """
 import copy
+import warnings
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -188,6 +189,11 @@ class RevCol(BaseModule):
         self.kernel_pad_std = kernel_pad_std
         self.drop_path_rate = drop_path_rate
         self.reversible = reversible
+        if reversible and with_cp:
+            warnings.warn('RevCol: with_cp=True is ignored when reversible=True (the reversible engine already '
+                          'recomputes every column but the last in backward, keeping one column of activations); '
+                          'set with_cp=False to silence this', UserWarning, stacklevel=2)
+            with_cp = False
         self.with_cp = with_cp
         if isinstance(out_indices, int):
             out_indices = [out_indices]
