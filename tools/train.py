@@ -89,9 +89,9 @@ def pretrained_options(cfg: Config, options: dict) -> dict:
         parent = key[:-len('.checkpoint')]
         node = cfg
         for part in parent.split('.'):
-            node = node.get(part, 'absent') if isinstance(node, dict) else 'absent'
+            node = node.get(part, 'absent') if isinstance(node, (dict, Config)) else 'absent'
         if node is None and options[key] not in (None, 'None'):
-            options[parent] = dict(type='Pretrained', checkpoint=options.pop(key))
+            options[parent] = dict(_delete_=True, type='Pretrained', checkpoint=options.pop(key))
     return options
 
 

@@ -16,6 +16,7 @@ from mmengine.model.weight_init import trunc_normal_
 from mmpretrain.models.backbones.convnext import ConvNeXtBlock
 from torch import Tensor, nn
 
+from ...checkpoint import check_init_cfg, load_pretrained
 from ..reversible import clamp_abs_, column_forward, reversible_columns
 
 NUM_LEVELS = 4
@@ -178,6 +179,7 @@ class RevCol(BaseModule):
                  alpha_init: float = 0.5,
                  kernel_pad_std: float = 1e-7,
                  init_cfg: Optional[dict] = None):
+        check_init_cfg(init_cfg, 'RevCol init_cfg')
         super().__init__(init_cfg=init_cfg)
         self.arch = self.parse_arch(arch)
         self.channels: List[int] = list(self.arch['channels'])
@@ -296,7 +298,6 @@ class RevCol(BaseModule):
     # ---------------------------------------------------------------------------------------------------------
     def init_weights(self) -> None:
         if self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained':
-            from ...checkpoint import load_pretrained
             load_pretrained(self, self.init_cfg['checkpoint'], prefix=self.init_cfg.get('prefix'),
                             map_location=self.init_cfg.get('map_location', 'cpu'))
             self._is_init = True
