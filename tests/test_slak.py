@@ -437,3 +437,35 @@ def test_published_params_and_flops(arch):
     want_params, want_flops = PUBLISHED[arch]
     assert abs(params / want_params - 1) < 0.05, params
     assert abs(flops / want_flops - 1) < 0.05, flops
+
+
+def test_generic_layer_decay_constructor_gives_official_stage_wise_scales():
+    from mmengine.optim import build_optim_wrapper
+
+    class Seg(nn.Module):
+
+        def __init__(self):
+            super().__init__()
+            self.backbone = SLaK(arch=TINY, kernel_size=[7, 7, 5, 5, 3])
+            self.decode_head = nn.Linear(4, 4)
+
+    model = Seg()
+    cfg = dict(type='OptimWrapper', constructor='BackboneLayerDecayOptimizerConstructor',
+               optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
+               paramwise_cfg=dict(decay_rate=0.9, decay_type='stage_wise', num_layers=6))
+    wrapper = build_optim_wrapper(model, cfg)
+    scale = {id(p): (g['lr_scale'], g['weight_decay']) for g in wrapper.optimizer.param_groups for p in g['params']}
+    named = dict(model.named_parameters())
+    expected = {  # official: downsample 0.9^7, stage i 0.9^(6-i), the rest 1
+        'backbone.downsample_layers.0.0.weight': 0.9 ** 7, 'backbone.downsample_layers.3.1.weight': 0.9 ** 7,
+        'backbone.stages.0.0.pointwise_conv1.weight': 0.9 ** 6, 'backbone.stages.3.0.gamma': 0.9 ** 3,
+        'backbone.stages.2.1.depthwise_conv.tall.conv.weight': 0.9 ** 4, 'backbone.norm3.weight': 1.0,
+        'decode_head.weight': 1.0}
+    for name, s in expected.items():
+        assert scale[id(named[name])][0] == pytest.approx(s), name
+    assert scale[id(named['backbone.stages.3.0.gamma'])][1] == 0.
+    assert scale[id(named['backbone.stages.0.0.pointwise_conv1.weight'])][1] == 0.05
+    assert len(scale) == len(named)
+    cfg['constructor'] = 'RevColLayerDecayOptimizerConstructor'
+    with pytest.raises(ValueError, match='no RevCol'):
+        build_optim_wrapper(model, cfg)

@@ -1,4 +1,5 @@
 from .kernel_padding import KernelPaddingHook, pad_kernel, pad_kernels
-from .layer_decay import RevColLayerDecayOptimizerConstructor
+from .layer_decay import BackboneLayerDecayOptimizerConstructor, RevColLayerDecayOptimizerConstructor
 
-__all__ = ['KernelPaddingHook', 'pad_kernel', 'pad_kernels', 'RevColLayerDecayOptimizerConstructor']
+__all__ = ['KernelPaddingHook', 'pad_kernel', 'pad_kernels', 'RevColLayerDecayOptimizerConstructor',
+           'BackboneLayerDecayOptimizerConstructor']

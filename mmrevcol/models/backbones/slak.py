@@ -59,6 +59,9 @@ class SLaK(BaseModule):
         out_norm (bool): A LayerNorm (``norm{i}``) on each returned stage, as the official detection and
             segmentation backbone; False returns the raw stage outputs and has no output norm layers.
             Defaults to True.
+        gap_before_final_norm (bool): With ``out_norm``, return ``norm{i}(global average pool)`` as (N, C)
+            vectors, as the official classifier's final norm (mmpretrain's ConvNeXt option; for an ImageClassifier
+            without neck). Defaults to False.
         frozen_stages (int): Stages ``0..k-1`` (and their downsampling layers) are frozen and in eval mode; -1 or 0
             freezes nothing. Defaults to -1.
         norm_cfg (dict): Norm of the large-kernel branches, a BatchNorm ('BN', 'SyncBN'). Defaults to
@@ -90,6 +93,7 @@ class SLaK(BaseModule):
                  layer_scale_init_value: float = 1e-6,
                  out_indices: Sequence[int] = (0, 1, 2, 3),
                  out_norm: bool = True,
+                 gap_before_final_norm: bool = False,
                  frozen_stages: int = -1,
                  norm_cfg: Optional[dict] = None,
                  norm_eval: bool = False,
@@ -120,6 +124,7 @@ class SLaK(BaseModule):
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.out_norm = out_norm
+        self.gap_before_final_norm = gap_before_final_norm
         norm_cfg = norm_cfg or dict(type='BN', requires_grad=True)
 
         dims = self.dims
@@ -164,6 +169,9 @@ class SLaK(BaseModule):
         for i in range(NUM_STAGES):
             x = self.stages[i](self.downsample_layers[i](x))
             if i in self.out_indices:
+                if self.out_norm and self.gap_before_final_norm:
+                    outs.append(getattr(self, f'norm{i}')(x.mean([-2, -1], keepdim=True)).flatten(1))
+                    continue
                 out = getattr(self, f'norm{i}')(x) if self.out_norm else x
                 outs.append(out.contiguous())  # NCHW memory (mmcv's CPU RoIAlign reads it as such)
         return tuple(outs)
