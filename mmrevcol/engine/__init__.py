@@ -1,5 +1,6 @@
 from .kernel_padding import KernelPaddingHook, pad_kernel, pad_kernels
 from .layer_decay import BackboneLayerDecayOptimizerConstructor, RevColLayerDecayOptimizerConstructor
+from .sparsity import DynamicSparsityHook
 
 __all__ = ['KernelPaddingHook', 'pad_kernel', 'pad_kernels', 'RevColLayerDecayOptimizerConstructor',
-           'BackboneLayerDecayOptimizerConstructor']
+           'BackboneLayerDecayOptimizerConstructor', 'DynamicSparsityHook']
