@@ -90,7 +90,9 @@ def flops_of(cfg, shape, part='backbone', show_table=False, sparsity=0.):
         with torch.no_grad():
             ops = FlopAnalyzer(wrapped, (torch.zeros(1, 3, h, w), )).unsupported_ops_warnings(False).by_operator()
         density = 1. - sparsity
-        info['flops'] -= sparsity * (ops.get('conv', 0) + ops.get('linear', 0))
+        weighted = ops.get('conv', 0) + ops.get('linear', 0)
+        info['weight_flops'] = density * weighted  # the MACs of the sparse convs/linears alone (no norms, pools)
+        info['flops'] -= sparsity * weighted
         info['flops_str'] = f"{info['flops'] / 1e9:.3f}G (density {density:g})"
         info['params'] = sum(p.numel() * (density if p.ndim in (2, 4) else 1.)
                              for m in wrapped.counted for p in m.parameters())
@@ -110,6 +112,9 @@ def main(argv=None):
     split = '=' * 40
     print(f'{split}\nConfig: {args.config}\nPart: {args.part}\nInput shape: (3, {shape[0]}, {shape[1]})\n'
           f'FLOPs (MACs): {info["flops_str"]}\nParams: {info["params_str"]}\n{split}')
+    if 'weight_flops' in info:
+        print(f'of which conv/linear (sparse weights): {info["weight_flops"] / 1e9:.3f}G; the rest are norms and '
+              'pooling (BN in eval mode 2 ops/element, LN 5)')
     print('Counted by mmengine.analysis (multiply-accumulates); ops without a handle are skipped, so treat the '
           'number as a lower bound for heads with custom ops.')
     return info
