@@ -15,8 +15,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import mmrevcol  # noqa: F401
-from mmrevcol.engine.sparsity import (DynamicSparsityHook, erk_densities, prune_and_regrow, random_mask,
-                                      sparse_parameters)
+from mmrevcol.engine.sparsity import (DynamicSparsityHook, erk_densities, floor_densities, prune_and_regrow,
+                                      random_mask, sparse_parameters)
 from mmrevcol.models.backbones.slak import SLaK
 
 ARCH = dict(dims=[8, 16, 16, 16], depths=[1, 1, 1, 1])
@@ -102,13 +102,13 @@ class Record(Hook):
 
 
 def make_runner(tmp_path, hook_cfg, max_iters=8, optim=None, extra_hooks=(), resume=False, model=None,
-                name='run'):
+                name='run', sampler='DefaultSampler'):
     if model is None:
         torch.manual_seed(0)  # the same initial weights in every run
         model = Toy()
     return Runner(
         model=model, work_dir=str(tmp_path / name),
-        train_dataloader=dict(dataset=Data(), sampler=dict(type='DefaultSampler', shuffle=True), batch_size=4,
+        train_dataloader=dict(dataset=Data(), sampler=dict(type=sampler, shuffle=True), batch_size=4,
                               num_workers=0, collate_fn=dict(type='default_collate')),
         optim_wrapper=optim or dict(optimizer=dict(type='SGD', lr=0.05, momentum=0.9)),
         train_cfg=dict(by_epoch=False, max_iters=max_iters),
@@ -128,7 +128,9 @@ def check_masked(record):
 # ----------------------------------------------------------------------------------------------------------------
 def test_runner_snip_prune_regrow_keeps_density(tmp_path):
     record = Record()
-    runner = make_runner(tmp_path, dict(sparsity=0.4, init='snip', update_interval=2), extra_hooks=[record])
+    # InfiniteSampler: the SNIP batch must not touch the loader (its shared index generator would be closed)
+    runner = make_runner(tmp_path, dict(sparsity=0.4, init='snip', update_interval=2), extra_hooks=[record],
+                         sampler='InfiniteSampler')
     runner.train()
     hook = next(h for h in runner.hooks if isinstance(h, DynamicSparsityHook))
     names = set(hook.masks)
@@ -247,6 +249,9 @@ def test_densities_and_selection():
     total = sum(math.prod(s) for s in shapes.values())
     assert sum(erk[n] * math.prod(s) for n, s in shapes.items()) / total == pytest.approx(0.6)
     assert all(0 < d <= 1 for d in erk.values())
+    floored = floor_densities({'a': 0.0, 'b': 0.9, 'c': 0.5}, {'a': 100, 'b': 1000, 'c': 500}, 0.6, 0.05)
+    assert floored['a'] == 0.05 and sum(floored[k] * n for k, n in (('a', 100), ('b', 1000), ('c', 500))) == \
+        pytest.approx(0.6 * 1600)
     # the large kernels only: the K×s / s×K strips (official --only_L)
     large = sparse_parameters(model, only_large_kernels=True)
     assert large and all(n.endswith(('tall.conv.weight', 'wide.conv.weight')) for n in large)

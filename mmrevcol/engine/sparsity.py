@@ -23,9 +23,11 @@ after every step, never updated. (The official code's defects avoided here: mask
 ``--use_amp`` no mask step at all, so the model silently trained dense.)
 """
 import math
+import random
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence
 
+import numpy as np
 import torch
 from mmengine.dist import broadcast, get_rank
 from mmengine.hooks import Hook
@@ -90,12 +92,38 @@ def erk_densities(shapes: Dict[str, torch.Size], density: float, power_scale: fl
     return {name: 1.0 if name in dense else eps * raw[name] for name in shapes}
 
 
-def snip_densities(params: Dict[str, Tensor], grads: Dict[str, Tensor], density: float) -> Dict[str, float]:
-    """Layer densities from a global top-k of ``|w * dL/dw|`` at ``density`` (SNIP, the official default)."""
+def snip_densities(params: Dict[str, Tensor], grads: Dict[str, Tensor], density: float,
+                   min_density: float = 0.05) -> Dict[str, float]:
+    """Layer densities from a global top-k of ``|w * dL/dw|`` at ``density`` (SNIP, the official default).
+
+    A layer SNIP would (nearly) empty cuts the network; densities are floored at ``min_density`` and the other
+    layers scaled down so that the total stays ``density``."""
     scores = torch.cat([(params[n] * grads[n]).abs().flatten().float() for n in params])
     keep = max(1, int(round(density * scores.numel())))
     threshold = torch.topk(scores, keep, sorted=True).values[-1]
-    return {n: ((params[n] * grads[n]).abs().float() >= threshold).float().mean().item() for n in params}
+    raw = {n: ((params[n] * grads[n]).abs().float() >= threshold).float().mean().item() for n in params}
+    return floor_densities(raw, {n: p.numel() for n, p in params.items()}, density, min_density)
+
+
+def floor_densities(densities: Dict[str, float], numels: Dict[str, int], density: float,
+                    min_density: float) -> Dict[str, float]:
+    """Clamp layer densities to ``[min_density, 1]`` keeping the parameter-weighted mean at ``density``."""
+    floor = min(min_density, density)
+    out = dict(densities)
+    total = sum(numels.values())
+    for _ in range(len(out) + 1):
+        fixed = {n for n, d in out.items() if d <= floor or d >= 1}
+        out = {n: min(max(d, floor), 1.) for n, d in out.items()}
+        free = [n for n in out if n not in fixed]
+        budget = density * total - sum(out[n] * numels[n] for n in fixed)
+        current = sum(out[n] * numels[n] for n in free)
+        if not free or current <= 0:
+            break
+        scale = budget / current
+        out.update({n: out[n] * scale for n in free})
+        if all(floor <= out[n] <= 1 for n in free):
+            break
+    return out
 
 
 def random_mask(shape: torch.Size, density: float, generator: torch.Generator) -> Tensor:
@@ -311,9 +339,21 @@ class DynamicSparsityHook(Hook):
         model = unwrap(runner.model)
 
         def batch_loss():
-            batch = next(iter(runner.train_dataloader))
-            data = model.data_preprocessor(batch, True)
-            loss, _ = model.parse_losses(model(**data, mode='loss'))
+            # The extra batch must not shift the global RNGs (data augmentation): a resumed run, which restores
+            # the masks instead, replays the same random stream.
+            states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+            try:
+                # from the dataset, not through the loader: a second iterator over mmengine's InfiniteSampler
+                # would close its shared index generator
+                loader = runner.train_dataloader
+                size = loader.batch_size or 1
+                batch = loader.collate_fn([loader.dataset[i % len(loader.dataset)] for i in range(size)])
+                data = model.data_preprocessor(batch, True)
+                loss, _ = model.parse_losses(model(**data, mode='loss'))
+            finally:
+                random.setstate(states[0])
+                np.random.set_state(states[1])
+                torch.set_rng_state(states[2])
             return loss
 
         self.setup(runner.model, self._runner_optimizers(runner), batch_loss)
