@@ -477,3 +477,23 @@ def test_generic_layer_decay_constructor_gives_official_stage_wise_scales():
     cfg['constructor'] = 'RevColLayerDecayOptimizerConstructor'
     with pytest.raises(ValueError, match='no RevCol'):
         build_optim_wrapper(model, cfg)
+
+
+def test_deploy_cli_on_official_detection_layout(tmp_path):
+    spec = importlib.util.spec_from_file_location('deploy_slak', TOOL.parent / 'deploy_slak.py')
+    deploy_tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(deploy_tool)
+    src, dst = tmp_path / 'det.pth', tmp_path / 'deploy.pth'
+    official, _ = write_det_checkpoint(src, out_indices=(1, 2))
+    assert deploy_tool.main([str(src), str(dst), '--size', '64']) == 0
+    meta = torch.load(dst, weights_only=True)['meta']
+    model = SLaK(**meta['slak_args']).eval()
+    load_checkpoint(model, str(dst), strict=True)
+    assert meta['slak_args']['out_indices'] == (1, 2) and model.stages[0][0].depthwise_conv.deployed
+    raw = SLaK(**dict(meta['slak_args'], out_norm=False, deploy=True)).eval()
+    raw.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith('norm')})
+    x = torch.randn(1, 3, 48, 64)
+    with torch.no_grad():
+        for a, b in zip(raw(x), [official.eval()(x)[0][i] for i in (1, 2)]):
+            assert rel_err(a, b) < 1e-4
+    assert deploy_tool.main([str(dst), str(tmp_path / 'again.pth')]) == 1  # already re-parameterised
