@@ -36,14 +36,15 @@ def test_matches_plain_conv_fp32(impl, kernel, size):
         torch.testing.assert_close(a, r, rtol=1e-8, atol=1e-8)
 
 
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize('impl', ['conv', 'fft'])
-def test_bf16_cpu(impl):
+def test_low_precision_cpu(impl, dtype):
     torch.manual_seed(0)
     x = torch.randn(2, 4, 16, 12)
     w = torch.randn(4, 1, 17, 5) * 0.1
-    out = depthwise_conv2d(x.bfloat16(), w.bfloat16(), None, impl)
-    assert out.dtype == torch.bfloat16
-    ref = plain(x.bfloat16().float(), w.bfloat16().float())
+    out = depthwise_conv2d(x.to(dtype), w.to(dtype), None, impl)
+    assert out.dtype == dtype
+    ref = plain(x.to(dtype).float(), w.to(dtype).float())
     torch.testing.assert_close(out.float(), ref, rtol=2e-2, atol=2e-2)
     with torch.autocast('cpu', dtype=torch.bfloat16):
         out = depthwise_conv2d(x, w, None, impl)
