@@ -295,7 +295,6 @@ def _broadcast_worker(rank, world, port, result):
         model = Toy()
         hook = DynamicSparsityHook(sparsity=0.4, init='uniform', seed=rank)  # different draws per rank
         hook.setup(model)
-        hook._optimizers = []
         hook.update(1, 10)
         if rank == 1:
             torch.save(hook.masks, result)

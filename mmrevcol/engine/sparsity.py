@@ -204,6 +204,7 @@ class DynamicSparsityHook(Hook):
         self.num_updates = 0
         self._restored: Optional[dict] = None
         self._params: Dict[str, nn.Parameter] = {}
+        self._optimizers: List[torch.optim.Optimizer] = []
         self._handles: List = []
 
     # ------------------------------------------------------------------------------------------------------------

@@ -43,16 +43,30 @@ def _conv(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
     return F.conv2d(x, weight, bias, padding=(kh // 2, kw // 2), groups=x.shape[1])
 
 
+def fast_fft_size(n: int) -> int:
+    """The smallest 5-smooth integer >= n (2^a 3^b 5^c): FFT sizes with large prime factors are several times
+    slower, and any size >= the linear-correlation size gives the same result."""
+    while True:
+        m = n
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        if m == 1:
+            return n
+        n += 1
+
+
 def _fft_multi(x: Tensor, weights: Sequence[Tensor], biases: Sequence[Optional[Tensor]]) -> List[Tensor]:
     """Depthwise "same" cross-correlations of ``x`` with each weight, through one shared FFT of ``x``.
 
-    Linear (not circular) correlation: the transform size is ``H + kh_max - 1`` by ``W + kw_max - 1``. Computed in
-    float32 at least (torch's FFT has no bf16, and fp16 only for power-of-two sizes); the result has ``x``'s dtype.
+    Linear (not circular) correlation: the transform is at least ``H + kh_max - 1`` by ``W + kw_max - 1``, rounded
+    up to 5-smooth sizes (:func:`fast_fft_size`). Computed in float32 at least (torch's FFT has no bf16, and fp16
+    only for power-of-two sizes); the result has ``x``'s dtype.
     """
     n, c, h, w = x.shape
     kh_max = max(wt.shape[-2] for wt in weights)
     kw_max = max(wt.shape[-1] for wt in weights)
-    fh, fw = h + kh_max - 1, w + kw_max - 1
+    fh, fw = fast_fft_size(h + kh_max - 1), fast_fft_size(w + kw_max - 1)
     compute = torch.promote_types(x.dtype, torch.float32)
     spec_x = torch.fft.rfft2(x.to(compute), s=(fh, fw))
     outs = []
