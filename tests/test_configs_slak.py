@@ -130,3 +130,15 @@ def test_pretraining_config_trains_with_sparsity_and_predicts():
     with torch.no_grad():
         results = model(**model.data_preprocessor(batch, False), mode='predict')
     assert len(results) == 2 and results[0].pred_score.shape == (10, )
+
+
+def test_camvid_sparse_acceptance_config():
+    cfg = load('acceptance/upernet_slak_camvid_sparse.py')
+    assert cfg.model.backbone.type == 'SLaK' and cfg.model.backbone.init_cfg is None  # from scratch
+    hook = cfg.custom_hooks[0]
+    assert hook.type == 'DynamicSparsityHook' and hook.sparsity == 0.4 and not hook.get('fixed', False)
+    max_iters = cfg.train_cfg.max_iters
+    assert (max_iters - 1) // hook.update_interval >= 10  # prunes/regrows many times
+    assert cfg.param_scheduler[-1].end == max_iters and cfg.train_cfg.val_interval < max_iters
+    # resume identity needs no model randomness (mmengine does not checkpoint the global RNGs)
+    assert cfg.model.decode_head.dropout_ratio == 0 and cfg.model.backbone.drop_path_rate == 0
