@@ -1,6 +1,5 @@
 """DynamicSparsityHook: densities, prune/regrow, masks after every optimizer step (AMP, skipped steps, bf16),
 checkpoint/resume identity, fixed-mask fine-tuning, rank-0 broadcast."""
-import copy
 import math
 
 import pytest

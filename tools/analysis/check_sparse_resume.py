@@ -13,7 +13,6 @@ Example (reduced SLaK UPerNet on CamVid, a few minutes on 2 CPU cores)::
         --iters 60 --kill-at 45 --ckpt-interval 20 --update-interval 10 --work-dir work_dirs/slak_resume
 """
 import argparse
-import copy
 import os.path as osp
 import sys
 

@@ -5,7 +5,6 @@ A ConvNeXt (stem, 4 stages of blocks, LN + 2×2 conv downsampling) whose 7×7 de
 each (K = 51/49/47/13 by stage, s = 5), channels widened by ``width_factor`` 1.3. Trained with dynamic sparsity
 (:mod:`mmrevcol.engine.sparsity`); the published params/FLOPs count the 40%-sparse model's non-zero weights.
 """
-from itertools import chain
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
