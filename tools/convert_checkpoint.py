@@ -1,5 +1,8 @@
 """Convert an official RevCol checkpoint (any layout) to an mmrevcol ``RevCol`` checkpoint, optionally kernel-padded.
 
+Checkpoints of the other families (SLaK: official classification, mmdet/mmseg) are recognised by their keys
+(``mmrevcol.checkpoint.detect_layout``) and written as that backbone's checkpoint the same way.
+
 Usage::
 
     python tools/convert_checkpoint.py revcol_tiny_1k.pth checkpoints/revcol_tiny_k7.pth --kernel-size 7
@@ -19,7 +22,8 @@ from typing import List, Optional
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout without installing
 
 from mmrevcol.checkpoint import (DEFAULT_SEED, DEFAULT_STD, CheckpointMismatchError, atomic_save,  # noqa: E402
-                                 describe_arch, pad_kernels, read_checkpoint, to_revcol_state_dict)
+                                 describe_arch, detect_layout, extract_state_dict, pad_kernels, read_checkpoint,
+                                 strip_prefixes, to_backbone_state_dict, to_revcol_state_dict)
 from mmrevcol.version import __version__  # noqa: E402
 
 
@@ -49,7 +53,11 @@ def convert(src: str, dst: str, kernel_size: Optional[int] = None, std: float = 
         same = osp.samefile(src, dst)
         raise CheckpointMismatchError(
             f'{dst} {"is the source file" if same else "exists"}: refusing to overwrite it (use --force)')
-    state_dict = to_revcol_state_dict(read_checkpoint(src), src_prefix)
+    checkpoint = read_checkpoint(src)
+    layout = detect_layout(list(strip_prefixes(extract_state_dict(checkpoint), src_prefix)))
+    if layout is not None and layout.name != 'RevCol':
+        return convert_family(checkpoint, layout, src, dst, kernel_size, prefix, src_prefix)
+    state_dict = to_revcol_state_dict(checkpoint, src_prefix)
     arch = describe_arch(state_dict)
     if arch['num_columns'] == 0 or None in arch['channels'] or 0 in arch['layers']:
         raise CheckpointMismatchError(f'{src}: incomplete RevCol weights (implied arch {arch})')
@@ -68,6 +76,22 @@ def convert(src: str, dst: str, kernel_size: Optional[int] = None, std: float = 
     return meta
 
 
+def convert_family(checkpoint, layout, src: str, dst: str, kernel_size: Optional[int] = None, prefix: str = '',
+                   src_prefix: Optional[str] = None) -> dict:
+    """Another family's checkpoint (auto-detected ``layout``, e.g. SLaK): its backbone keys, heads dropped.
+
+    Also converts a dict laid out like a checkpoint that holds only parameter gradients (no buffers)."""
+    if kernel_size is not None:
+        raise ValueError(f'--kernel-size applies to RevCol checkpoints only; {src} is a {layout.name} checkpoint')
+    state_dict = to_backbone_state_dict(checkpoint, layout, src_prefix)
+    out = OrderedDict((prefix + k, v.contiguous()) for k, v in state_dict.items())
+    meta = dict(source=osp.abspath(src), family=layout.name,
+                arch=layout.describe(state_dict) if layout.describe else None, prefix=prefix,
+                mmrevcol_version=__version__)
+    atomic_save({'state_dict': out, 'meta': meta}, dst)
+    return meta
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     try:
@@ -76,6 +100,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (CheckpointMismatchError, ValueError) as e:
         print(f'convert_checkpoint: error: {e}', file=sys.stderr)
         return 1
+    if meta.get('family', 'RevCol') != 'RevCol':
+        print(f'{args.src} -> {args.dst}: {meta["family"]} arch {meta["arch"]}')
+        return 0
     pad = (f', {meta["padded_kernels"]} kernels padded {meta["source_kernel_size"]} -> {meta["kernel_size"]}'
            if meta['padded_kernels'] else '')
     print(f'{args.src} -> {args.dst}: RevCol arch {meta["arch"]}, kernel {meta["kernel_size"]}{pad}')

@@ -9,6 +9,7 @@ from .core import (CheckpointMismatchError, atomic_save, Layout, check_state_dic
 from .init_cfg import StrictPretrainedInit, check_init_cfg, check_model_init_cfgs
 from .kernel_padding import DEFAULT_SEED, DEFAULT_STD, depthwise_kernel_size, pad_kernel, pad_kernels
 from .revcol import _BACKBONE_KEY, REVCOL_LAYOUT, convert_key, convert_revcol, describe_arch, to_revcol_state_dict
+from .slak import SLAK_LAYOUT  # noqa: F401  (registers the SLaK layout)
 
 __all__ = [
     'CheckpointMismatchError', 'atomic_save', 'Layout', 'check_state_dict', 'detect_layout', 'extract_state_dict', 'layout_of',

@@ -1,6 +1,7 @@
 from .checkpoint_loading import CheckpointLoadingHook, ensure_loading_hook
 from .kernel_padding import KernelPaddingHook, pad_kernel, pad_kernels
-from .layer_decay import RevColLayerDecayOptimizerConstructor
+from .layer_decay import BackboneLayerDecayOptimizerConstructor, RevColLayerDecayOptimizerConstructor
+from .sparsity import DynamicSparsityHook
 
 __all__ = ['CheckpointLoadingHook', 'ensure_loading_hook', 'KernelPaddingHook', 'pad_kernel', 'pad_kernels',
-           'RevColLayerDecayOptimizerConstructor']
+           'RevColLayerDecayOptimizerConstructor', 'BackboneLayerDecayOptimizerConstructor', 'DynamicSparsityHook']

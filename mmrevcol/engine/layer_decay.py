@@ -1,4 +1,8 @@
-"""Layer-wise learning-rate decay for RevCol (official recipe, issue #4).
+"""Layer-wise learning-rate decay for RevCol (official recipe, issue #4) and any backbone with ``get_layer_depth``.
+
+``BackboneLayerDecayOptimizerConstructor`` works for every backbone that defines
+``get_layer_depth(param_name, prefix, decay_type) -> (layer_id, num_ids)`` (RevCol, SLaK: the official ConvNeXt /
+SLaK stage-wise rule); ``RevColLayerDecayOptimizerConstructor`` is the same constructor requiring a RevCol.
 
 ``RevColLayerDecayOptimizerConstructor`` is registered in mmengine's root ``OPTIM_WRAPPER_CONSTRUCTORS``, so the
 same config works under ``default_scope='mmdet'`` and ``'mmseg'``::
@@ -35,27 +39,45 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     return model
 
 
+def _has_layer_depth(module: nn.Module) -> bool:
+    return callable(getattr(module, 'get_layer_depth', None))
+
+
+def find_backbone(model: nn.Module, backbone_type: Optional[type] = None,
+                  owner: str = 'BackboneLayerDecayOptimizerConstructor') -> Tuple[nn.Module, str]:
+    """The backbone of ``model`` that defines ``get_layer_depth`` (of ``backbone_type`` if given) and its prefix.
+
+    ``model`` itself, else ``model.backbone``, else the one such submodule. Raises ``ValueError`` if there is none
+    or more than one.
+    """
+    what = backbone_type.__name__ if backbone_type is not None else 'backbone with get_layer_depth'
+
+    def fits(m: nn.Module) -> bool:
+        return isinstance(m, backbone_type) if backbone_type is not None else _has_layer_depth(m)
+
+    if fits(model):
+        return model, ''
+    backbone = getattr(model, 'backbone', None)
+    if isinstance(backbone, nn.Module) and fits(backbone):
+        return backbone, 'backbone.'
+    found = [(name, m) for name, m in model.named_modules() if name and fits(m)]
+    if not found:
+        raise ValueError(f'{owner}: no {what} in {type(model).__name__}; use it only with models whose backbone '
+                         f'is a {what}')
+    if len(found) > 1:
+        raise ValueError(f'{owner}: several {what} modules in the model ({[n for n, _ in found]}); layer-wise '
+                         'decay would be ambiguous')
+    name, module = found[0]
+    return module, f'{name}.'
+
+
 def find_revcol(model: nn.Module) -> Tuple[nn.Module, str]:
     """The RevCol backbone of ``model`` and its parameter-name prefix (``'backbone.'`` for detectors/segmentors).
 
     ``model`` must already be unwrapped. Raises ``ValueError`` if there is no RevCol or more than one.
     """
     from ..models.backbones.revcol import RevCol  # late import: mmrevcol.models imports mmrevcol.engine users
-
-    if isinstance(model, RevCol):
-        return model, ''
-    backbone = getattr(model, 'backbone', None)
-    if isinstance(backbone, RevCol):
-        return backbone, 'backbone.'
-    found = [(name, m) for name, m in model.named_modules() if isinstance(m, RevCol)]
-    if not found:
-        raise ValueError(f'RevColLayerDecayOptimizerConstructor: no RevCol backbone in {type(model).__name__}; '
-                         'use it only with models whose backbone is a RevCol')
-    if len(found) > 1:
-        raise ValueError('RevColLayerDecayOptimizerConstructor: several RevCol modules in the model '
-                         f'({[n for n, _ in found]}); layer-wise decay would be ambiguous')
-    name, module = found[0]
-    return module, f'{name}.'
+    return find_backbone(model, RevCol, 'RevColLayerDecayOptimizerConstructor')
 
 
 def is_no_decay(name: str, param: nn.Parameter) -> bool:
@@ -65,8 +87,9 @@ def is_no_decay(name: str, param: nn.Parameter) -> bool:
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
-class RevColLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
-    """Optimizer wrapper constructor with RevCol layer-wise (or stage-wise) learning-rate decay.
+class BackboneLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
+    """Optimizer wrapper constructor with layer-wise (or stage-wise) learning-rate decay for any backbone that
+    defines ``get_layer_depth(param_name, prefix, decay_type) -> (layer_id, num_ids)`` (RevCol, SLaK, ...).
 
     ``paramwise_cfg`` keys:
 
@@ -84,7 +107,7 @@ class RevColLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
         paramwise_cfg = dict(paramwise_cfg or {})
         unknown = set(paramwise_cfg) - _KNOWN_KEYS
         if unknown:
-            raise ValueError(f'RevColLayerDecayOptimizerConstructor: unknown paramwise_cfg keys {sorted(unknown)}; '
+            raise ValueError(f'{type(self).__name__}: unknown paramwise_cfg keys {sorted(unknown)}; '
                              f'supported: {sorted(_KNOWN_KEYS)}')
         paramwise_cfg.setdefault('decay_rate', 1.0)
         paramwise_cfg.setdefault('decay_type', 'layer_wise')
@@ -97,27 +120,29 @@ class RevColLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
         # A non-empty paramwise_cfg makes DefaultOptimWrapperConstructor.__call__ go through add_params.
         super().__init__(optim_wrapper_cfg, paramwise_cfg)
         if self.base_lr is None:
-            raise ValueError('RevColLayerDecayOptimizerConstructor: optimizer.lr must be set (the per-layer lrs '
+            raise ValueError(f'{type(self).__name__}: optimizer.lr must be set (the per-layer lrs '
                              'are base_lr * decay_rate ** (num_ids - id - 1))')
         self.decay_rate = float(decay_rate)
         self.decay_type = paramwise_cfg['decay_type']
         self.group_table: List[dict] = []
         self.num_frozen = 0
+        self.family = 'Backbone'
 
     # ---------------------------------------------------------------------------------------------------------
     def add_params(self, params: List[dict], module: nn.Module, prefix: str = '', **kwargs) -> None:
         """Fill ``params`` with one group per (depth id, decay / no decay) for the whole ``module``."""
         model = unwrap_model(module)
-        backbone, bb_prefix = find_revcol(model)
+        backbone, bb_prefix = self.find_backbone(model)
         bb_prefix = prefix + bb_prefix
         num_cfg = self.paramwise_cfg.get('num_layers')
-        if num_cfg is not None and self.decay_type == 'layer_wise' and num_cfg != backbone.num_layer_ids:
-            print_log(f'RevColLayerDecayOptimizerConstructor: paramwise_cfg.num_layers={num_cfg} ignored; the '
-                      f'built backbone has {backbone.num_layer_ids} layer ids', logger='current',
-                      level=logging.WARNING)
+        num_ids = getattr(backbone, 'num_layer_ids', None)
+        if num_cfg is not None and self.decay_type == 'layer_wise' and num_ids is not None and num_cfg != num_ids:
+            print_log(f'{type(self).__name__}: paramwise_cfg.num_layers={num_cfg} ignored; the '
+                      f'built backbone has {num_ids} layer ids', logger='current', level=logging.WARNING)
 
         groups: Dict[Tuple[int, str], dict] = {}
         self.num_frozen = 0
+        self.family = type(backbone).__name__
         for name, param in model.named_parameters(prefix=prefix.rstrip('.')):
             if not param.requires_grad:
                 self.num_frozen += 1  # frozen (frozen_stages, or frozen by the user): not optimized
@@ -149,6 +174,9 @@ class RevColLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
         params.extend(ordered)
         self._log_table(num if groups else None)
 
+    def find_backbone(self, model: nn.Module) -> Tuple[nn.Module, str]:
+        return find_backbone(model, owner=type(self).__name__)
+
     def _log_table(self, num_ids: Optional[int]) -> None:
         if get_rank() != 0:
             return
@@ -158,8 +186,16 @@ class RevColLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
                  str(g['num_elements'])) for g in self.group_table]
         widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
         fmt = '  '.join(f'{{:{">" if i else "<"}{w}}}' for i, w in enumerate(widths))
-        lines = [f'RevCol layer decay: decay_type={self.decay_type}, decay_rate={self.decay_rate:g}, '
+        lines = [f'{self.family} layer decay: decay_type={self.decay_type}, decay_rate={self.decay_rate:g}, '
                  f'{num_ids} depth ids, base lr {self.base_lr:g}, {len(rows)} param groups'
                  + (f', {self.num_frozen} frozen tensors left out' if self.num_frozen else ''),
                  fmt.format(*head), fmt.format(*('-' * w for w in widths)), *(fmt.format(*r) for r in rows)]
         print_log('\n'.join(lines), logger='current')
+
+
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
+class RevColLayerDecayOptimizerConstructor(BackboneLayerDecayOptimizerConstructor):
+    """:class:`BackboneLayerDecayOptimizerConstructor` that requires a RevCol backbone (the RevCol configs' name)."""
+
+    def find_backbone(self, model: nn.Module) -> Tuple[nn.Module, str]:
+        return find_revcol(model)

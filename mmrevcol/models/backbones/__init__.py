@@ -1,3 +1,4 @@
 from .revcol import RevCol
+from .slak import SLaK
 
-__all__ = ['RevCol']
+__all__ = ['RevCol', 'SLaK']
