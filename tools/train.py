@@ -23,9 +23,11 @@ sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
 import mmrevcol  # noqa: E402,F401  isort:skip
 
 import torch  # noqa: E402
-from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
+from mmengine.config import Config, ConfigDict  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
+
+from mmrevcol.utils.cli import LiteralDictAction  # noqa: E402
 
 DOCS = 'docs/downstream.md'
 
@@ -41,9 +43,14 @@ def parse_args(argv=None):
         '--resume', nargs='?', type=str, const='auto',
         help='resume from this checkpoint; without a path, resume from the latest checkpoint in the work dir')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
+        '--cfg-options', nargs='+', action=LiteralDictAction,
         help='override settings of the config, key=value pairs (e.g. model.backbone.init_cfg=None '
-        'train_cfg.max_iters=100). Lists as key="[a,b]", nested as key="[(a,b),(c,d)]", no white space.')
+        'train_cfg.max_iters=100). Lists as key="[a,b]", nested as key="[(a,b),(c,d)]", dicts as '
+        'key="dict(a=1,b=[2,3])" or key="{\'a\':1}", e.g. a custom arch: '
+        'model.backbone.arch="dict(channels=[64,128,256,512],layers=[2,2,4,2],num_columns=4)".')
+    parser.add_argument('--check-data', action='store_true',
+                        help='before training, check that every image/annotation/label map of the train and val '
+                        'sets is present and readable and every box inside its image (tools/check_dataset.py)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
                         help='job launcher')
     # torch.distributed.launch passes --local-rank, older versions --local_rank.
@@ -183,6 +190,46 @@ def build_runner(cfg: Config):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# What happens when things go wrong (issue #9): crash-safe checkpoints, NaN guard, data pre-flight
+SAFE_CHECKPOINT_REPLACES = ('CheckpointHook', 'mmengine.CheckpointHook')
+GUARDS = ('NonFiniteLossHook', 'mmrevcol.NonFiniteLossHook')
+
+
+def use_safe_hooks(cfg: Config) -> None:
+    """mmengine's CheckpointHook -> SafeCheckpointHook (same arguments), and NonFiniteLossHook on.
+
+    Done here rather than in every config: configs inherit mmdet's/mmseg's ``default_hooks`` and stay thin.
+    """
+    hooks = cfg.get('default_hooks', None) or ConfigDict()
+    checkpoint = hooks.get('checkpoint', None)
+    if isinstance(checkpoint, dict) and checkpoint.get('type') in SAFE_CHECKPOINT_REPLACES:
+        checkpoint['type'] = 'SafeCheckpointHook'
+    custom = list(cfg.get('custom_hooks', None) or [])
+    if not any(isinstance(h, dict) and h.get('type') in GUARDS for h in custom):
+        custom.append(dict(type='NonFiniteLossHook'))
+    cfg.custom_hooks = custom
+
+
+def check_data_or_exit(cfg: Config) -> None:
+    """``--check-data``: stop before building the runner when the train/val data has broken files."""
+    from mmrevcol.utils.dataset_check import check_config, format_report
+    problems = check_config(cfg, splits=('train', 'val'))
+    print(format_report(problems), flush=True)
+    if problems:
+        raise SystemExit(f'ERROR: {len(problems)} data problem(s), listed above; fix them or drop --check-data')
+
+
+def train_or_exit(runner) -> None:
+    """Run training; a non-finite loss ends the process with one line and status 1."""
+    from mmrevcol.engine.nan_guard import NonFiniteLossError
+    try:
+        runner.train()
+    except NonFiniteLossError as e:
+        runner.logger.error(str(e))
+        raise SystemExit(f'ERROR: {e}') from None
+
+
+# ---------------------------------------------------------------------------------------------------------------
 def main(argv=None):
     args = parse_args(argv)
     cfg = load_cfg(args)
@@ -218,8 +265,11 @@ def main(argv=None):
             not osp.isfile(c) and '://' not in str(c) for _, c in pretrained_checkpoints(cfg.model)):
         cfg.model.backbone.init_cfg = None
 
+    use_safe_hooks(cfg)
+    if args.check_data:
+        check_data_or_exit(cfg)
     runner = build_runner(cfg)
-    runner.train()
+    train_or_exit(runner)
     close_dist()
 
 
