@@ -4,7 +4,8 @@ mmengine's :class:`~mmengine.config.DictAction` splits values at top-level comma
 value such as ``dict(channels=[8,16],layers=[1,1])`` has no top-level comma and no bracket it strips, so it
 recurses on itself until RecursionError. :class:`LiteralDictAction` parses dict-like values (and any value with
 unbalanced brackets) with a small literal-only evaluator and leaves every other value to mmengine, so existing
-command lines mean what they meant before. A value it cannot parse ends the program with one line.
+command lines mean what they meant before. A dict value replaces the config's value as a whole (like any other
+value; give ``a.b.c=...`` keys to change parts of a dict). A value it cannot parse ends the program with one line.
 
 Examples (no white space, or quote the whole value)::
 
@@ -74,6 +75,20 @@ def parse_literal(text: str) -> Any:
     return _evaluate(tree.body)
 
 
+class _Replacement(dict):
+    """A dict given on the command line replaces the config's value instead of being merged into it.
+
+    ``Config.merge_from_dict`` merges dicts key by key and refuses a dict over a non-dict (``arch='tiny'``)
+    unless the dict says ``_delete_=True``; a visible ``_delete_`` key would stay in the value where the config
+    had none, so this dict answers ``pop('_delete_')`` with True without holding the key.
+    """
+
+    def pop(self, key, *default):
+        if key == '_delete_':
+            return True
+        return super().pop(key, *default)
+
+
 def _needs_literal_parser(value: str) -> bool:
     stripped = value.strip()
     return 'dict(' in stripped or stripped.startswith('{') or not _balanced(stripped)
@@ -93,7 +108,8 @@ class LiteralDictAction(DictAction):
                 self._fail(parser, option_string, item, 'expected key=value')
             try:
                 if _needs_literal_parser(value):
-                    options[key] = parse_literal(value)
+                    parsed = parse_literal(value)
+                    options[key] = _Replacement(parsed) if isinstance(parsed, dict) else parsed
                 else:
                     options[key] = self._parse_iterable(value)
             except (ValueError, RecursionError) as e:
