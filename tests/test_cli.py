@@ -73,7 +73,7 @@ def test_malformed_value_is_one_line(bad, capsys):
         train.parse_args(['configs/demo/cascade_revcol_demo.py', '--cfg-options', bad])
     assert info.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].endswith(' error: --cfg-options ' + bad + lines[0].split(bad, 1)[1]) and ': ' in lines[0].split(bad, 1)[1], lines
+    assert len(lines) == 1 and f'error: --cfg-options {bad}: ' in lines[0], lines
 
 
 def test_malformed_value_from_the_shell():
