@@ -210,6 +210,47 @@ def use_safe_hooks(cfg: Config) -> None:
     cfg.custom_hooks = custom
 
 
+def _anchor_head(cfg: Config):
+    """``(anchor_generator, allowed_border)`` of the model's anchor head that trains on inside anchors only."""
+    model = cfg.get('model', None) or {}
+    train_cfg = model.get('train_cfg', None) or {}
+    for head_key, head_train_cfg in (('rpn_head', train_cfg.get('rpn', None)), ('bbox_head', train_cfg)):
+        head = model.get(head_key, None)
+        if not isinstance(head, dict) or not isinstance(head_train_cfg, dict):
+            continue
+        generator, border = head.get('anchor_generator', None), head_train_cfg.get('allowed_border', None)
+        if generator is not None and border is not None and border >= 0:
+            return generator, border
+    return None
+
+
+def skip_images_without_anchors(cfg: Config) -> None:
+    """Train pipelines of anchor-based detectors skip (with a warning) images too thin for any anchor.
+
+    mmdet raises ValueError on such an image (e.g. 20x2000) and the run dies; see mmrevcol/datasets/anchor_filter.py.
+    The check goes just before ``PackDetInputs``, where the image has its final shape.
+    """
+    head = _anchor_head(cfg)
+    if head is None or 'train_dataloader' not in cfg:
+        return
+    check = dict(type='SkipImagesWithoutAnchors', anchor_generator=head[0], allowed_border=head[1])
+
+    def walk(dataset):
+        if isinstance(dataset, dict):
+            pipeline = dataset.get('pipeline', None)
+            if isinstance(pipeline, list) and pipeline and isinstance(pipeline[-1], dict) \
+                    and pipeline[-1].get('type') in ('PackDetInputs', 'mmdet.PackDetInputs') \
+                    and not any(isinstance(t, dict) and t.get('type') == check['type'] for t in pipeline):
+                pipeline.insert(len(pipeline) - 1, check)
+            for key in ('dataset', 'datasets'):
+                walk(dataset.get(key, None))
+        elif isinstance(dataset, (list, tuple)):
+            for item in dataset:
+                walk(item)
+
+    walk(cfg.train_dataloader.get('dataset', None))
+
+
 def check_data_or_exit(cfg: Config) -> None:
     """``--check-data``: stop before building the runner when the train/val data has broken files."""
     from mmrevcol.utils.dataset_check import check_config, format_report
@@ -266,6 +307,7 @@ def main(argv=None):
         cfg.model.backbone.init_cfg = None
 
     use_safe_hooks(cfg)
+    skip_images_without_anchors(cfg)
     if args.check_data:
         check_data_or_exit(cfg)
     runner = build_runner(cfg)
