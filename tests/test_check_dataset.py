@@ -1,5 +1,6 @@
 """tools/check_dataset.py (issue #9 row 14): clean sets report clean; a copy with one truncated JPEG, one missing
 file and one box outside the image lists exactly those three; mmseg label maps are checked too."""
+import argparse
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ from mmengine.config import Config
 import mmrevcol  # noqa: F401
 from conftest import SHARED, require_shared
 from mmrevcol.demo_data import generate
+from mmrevcol.utils.cli import LiteralDictAction
 from mmrevcol.utils.dataset_check import check_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,9 +38,7 @@ def _tool(config, opts):
 
 def _problems(config, opts, splits=('train', 'val', 'test')):
     cfg = Config.fromfile(str(REPO / config))
-    from mmrevcol.utils.cli import LiteralDictAction  # the tool's own parsing of --cfg-options
-    import argparse
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser()  # the tool's own parsing of --cfg-options
     parser.add_argument('--cfg-options', nargs='+', action=LiteralDictAction)
     cfg.merge_from_dict(parser.parse_args(['--cfg-options', *opts]).cfg_options)
     return check_config(cfg, splits=splits, log=lambda *_: None)

@@ -12,6 +12,7 @@ Run it (slow, ~5 min on 2 busy cores): ``.venv/bin/python -m pytest tests/test_f
 """
 import os
 import random
+import re
 import signal
 import subprocess
 import textwrap
@@ -34,7 +35,7 @@ FAULT_POINTS = textwrap.dedent('''
 
     from mmrevcol.engine import safe_checkpoint as sc
 
-    STAGE, AT = os.environ['MMREVCOL_FAULT'].split(':')
+    STAGE, AT = os.environ.get('MMREVCOL_FAULT', 'none:0').split(':')
     TARGET = f'iter_{AT}.pth'
     real_write, real_publish = sc._write_synced_temp, sc._publish
 
@@ -70,32 +71,59 @@ FAULT_POINTS = textwrap.dedent('''
 ''')
 
 
-def _command(work: Path, root: str, fault: bool, resume: bool):
+def _config(faults: Path) -> str:
+    """The seg demo config that also imports fault_points (custom_imports given by --cfg-options come too late:
+    Config.fromfile imports them before the options are merged)."""
+    config = faults / 'upernet_revcol_demo_faults.py'
+    config.write_text(f"_base_ = [{str(REPO / SEG)!r}]\n"
+                      "custom_imports = dict(imports=['mmrevcol', 'fault_points'], allow_failed_imports=False)\n")
+    return str(config)
+
+
+def _command(config: str, work: Path, root: str, resume: bool):
     opts = [*SEG_TINY, *data_opts(root), f'train_cfg.max_iters={MAX_ITERS}', f'train_cfg.val_interval={MAX_ITERS * 10}',
             'default_hooks.checkpoint.interval=1', 'default_hooks.checkpoint.max_keep_ckpts=1',
-            'default_hooks.logger.interval=1', 'train_dataloader.batch_size=1', 'param_scheduler.0.end=3',
+            'default_hooks.logger.interval=1', 'train_dataloader.batch_size=2', 'param_scheduler.0.end=3',
             'param_scheduler.1.begin=3', f'param_scheduler.1.end={MAX_ITERS}',
             # deterministic: no dropout (its torch RNG draws are not replayed on resume)
             'model.decode_head.dropout_ratio=0', 'model.auxiliary_head.dropout_ratio=0',
             'randomness.deterministic=True']
-    if fault:
-        opts.append('custom_imports.imports=[mmrevcol,fault_points]')
-    return (['bash', 'tools/dist_train.sh', SEG, '2', '--work-dir', str(work)] + (['--resume'] if resume else [])
+    return (['bash', 'tools/dist_train.sh', config, '2', '--work-dir', str(work)] + (['--resume'] if resume else [])
             + ['--cfg-options', *opts])
 
 
 def _launch(cmd, extra_env):
     e = env()
     e.update(extra_env, PORT=str(free_port()))
-    return subprocess.Popen(cmd, cwd=REPO, env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)  # own process group: torchrun and both workers die together
+    return subprocess.Popen(cmd, cwd=REPO, env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _descendants(pid: int) -> list:
+    """Process ids below ``pid`` (from /proc): torchrun starts each worker in a session of its own."""
+    children = {}
+    for entry in os.listdir('/proc'):
+        if entry.isdigit():
+            try:
+                with open(f'/proc/{entry}/stat') as f:
+                    ppid = int(f.read().rsplit(')', 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def _kill_group(proc):
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    """SIGKILL the launcher and every process below it at once, as a power cut or the OOM killer would."""
+    for pid in [proc.pid, *_descendants(proc.pid)]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     proc.wait()
 
 
@@ -128,15 +156,20 @@ def _progress(work: Path) -> int:
     return max(done, default=0)
 
 
+ITER = re.compile(r'Iter\(train\) \[\s*(\d+)/')
+
+
 def _random_kill(rng):
     target = {'at': None}
 
     def should_kill(line):
-        if 'Iter(train)' in line and target['at'] is None:
-            # the first iteration logged by this launch: aim one or two iterations further
-            step = int(line.split('Iter(train) [')[1].split('/')[0])
+        match = ITER.search(line)
+        if not match:
+            return False
+        step = int(match.group(1))
+        if target['at'] is None:  # the first iteration logged by this launch: aim zero or one iteration further
             target['at'] = step + rng.randint(0, 1)
-        if target['at'] is not None and f'Iter(train) [{target["at"]}/' in line:
+        if step >= target['at']:
             threading.Event().wait(rng.uniform(0, 0.4))  # land before, during or after saving this iteration
             return True
         return False
@@ -150,9 +183,11 @@ def test_sigkill_at_random_moments_and_while_saving_then_resume_equals_uninterru
     faults = tmp_path / 'faults'
     faults.mkdir()
     (faults / 'fault_points.py').write_text(FAULT_POINTS)
+    config = _config(faults)
+    path = {'PYTHONPATH': str(faults)}  # dist_train.sh puts the repository in front
 
     reference = tmp_path / 'reference'
-    _run_until(_command(reference, demo_root, fault=False, resume=False), {}, lambda line: False)
+    _run_until(_command(config, reference, demo_root, resume=False), path, lambda line: False)
 
     work = tmp_path / 'work'
     trials = [('random', None)] + [x for stage in STAGES for x in (('stage', stage), ('random', None))]
@@ -163,25 +198,26 @@ def test_sigkill_at_random_moments_and_while_saving_then_resume_equals_uninterru
         before = _progress(work)
         if before >= MAX_ITERS - 1:
             break
-        extra = {}
+        extra = dict(path)
         if kind == 'stage':
             at = before + 1 + rng.randint(0, 1)
-            extra = {'MMREVCOL_FAULT': f'{stage}:{at}', 'PYTHONPATH': str(faults)}
+            extra['MMREVCOL_FAULT'] = f'{stage}:{at}'
             should_kill = (lambda line: line.startswith('FAULT-POINT'))
         else:
             should_kill = _random_kill(rng)
-        killed, log = _run_until(_command(work, demo_root, fault=kind == 'stage', resume=number > 0), extra,
+        killed, log = _run_until(_command(config, work, demo_root, resume=number > 0), extra,
                                  should_kill)
         after = _progress(work)
         history.append((kind, stage, before, after, killed))
+        print(f'trial {number}: {kind} {stage or ""} from {before} -> {after}, killed={killed}', flush=True)
         ever_saved = max(ever_saved, after)
         # no data loss: the newest complete checkpoint never goes backwards
         assert after >= before and (ever_saved == 0 or after > 0), (history, log[-3000:])
         if number > 0 and before > 0:
             assert f'iter_{before}.pth' in log or 'newest complete checkpoint' in log, log[-3000:]
 
-    killed, log = _run_until(_command(work, demo_root, fault=False, resume=True), {}, lambda line: False)
-    assert not killed and f'Iter(train) [{MAX_ITERS}/{MAX_ITERS}]' in log, log[-3000:]
+    killed, log = _run_until(_command(config, work, demo_root, resume=True), path, lambda line: False)
+    assert not killed and re.search(rf'Iter\(train\) \[{MAX_ITERS}/{MAX_ITERS}\]', log), log[-3000:]
     assert sum(1 for h in history if h[4]) >= 10, history
 
     expected = torch.load(reference / f'iter_{MAX_ITERS}.pth', weights_only=True)
