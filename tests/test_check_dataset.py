@@ -2,10 +2,7 @@
 file and one box outside the image lists exactly those three; mmseg label maps are checked too."""
 import argparse
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -18,6 +15,7 @@ from conftest import SHARED, require_shared
 from mmrevcol.demo_data import generate
 from mmrevcol.utils.cli import LiteralDictAction
 from mmrevcol.utils.dataset_check import check_config
+from tools_loader import load_tool
 
 REPO = Path(__file__).resolve().parents[1]
 DET = 'configs/acceptance/cascade_revcol_coco_mini_person.py'
@@ -30,10 +28,9 @@ def _roots(root, det):
     return opts + ([f'val_evaluator.ann_file={root}annotations/instances_train2017.json'] if det else [])
 
 
-def _tool(config, opts):
-    proc = subprocess.run([sys.executable, 'tools/check_dataset.py', config, '--cfg-options', *opts], cwd=REPO,
-                          capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONWARNINGS='ignore'))
-    return proc.returncode, proc.stdout
+def _tool(config, opts, capsys):
+    code = load_tool('check_dataset').main([str(REPO / config), '--cfg-options', *opts])
+    return code, capsys.readouterr().out
 
 
 def _problems(config, opts, splits=('train', 'val', 'test')):
@@ -96,14 +93,14 @@ def test_demo_seg_label_maps(tmp_path):
 
 
 @pytest.mark.shared
-def test_shared_sets_are_clean_and_broken_copy_lists_three(tmp_path):
+def test_shared_sets_are_clean_and_broken_copy_lists_three(tmp_path, capsys):
     coco = require_shared(SHARED / 'data' / 'coco_mini' / 'annotations' / 'instances_train2017.json').parents[1]
     camvid = require_shared(SHARED / 'data' / 'camvid' / 'img_dir').parent
     assert _problems(SEG, _roots(str(camvid), det=False)) == []
     assert _problems(DET, _roots(str(coco) + '/', det=True)) == []
 
     expected = _break_coco_copy(coco, tmp_path / 'coco_mini', 'train2017', 'annotations/instances_train2017.json')
-    code, out = _tool(DET, _roots(str(tmp_path / 'coco_mini') + '/', det=True))
+    code, out = _tool(DET, _roots(str(tmp_path / 'coco_mini') + '/', det=True), capsys)
     assert code == 1, out
     listed = [line for line in out.splitlines() if line.startswith('[') and ' problem(s)' not in line
               and 'checked above' not in line]
@@ -112,15 +109,15 @@ def test_shared_sets_are_clean_and_broken_copy_lists_three(tmp_path):
     assert 'check_dataset: 3 problem(s)' in out
 
 
-def test_train_check_data_stops_before_training(tmp_path):
+def test_train_check_data_stops_before_training(tmp_path, capsys):
     root = Path(generate(str(tmp_path / 'demo'), num_train=3, num_val=2, size=64, verbose=False))
     missing = sorted((root / 'ann_dir' / 'train').iterdir())[0]  # a label map: images are listed from img_dir
     missing.unlink()
     opts = [f'{s}.dataset.data_root={root}/' for s in SPLITS] + ['train_cfg.max_iters=1']
-    proc = subprocess.run([sys.executable, 'tools/train.py', 'configs/demo/upernet_revcol_demo.py', '--check-data',
-                           '--work-dir', str(tmp_path / 'work'), '--cfg-options', *opts], cwd=REPO,
-                          capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONWARNINGS='ignore'))
-    assert proc.returncode == 1
-    assert f'missing          {missing}' in proc.stdout, proc.stdout[-2000:]
-    assert proc.stderr.strip().splitlines()[-1].startswith('ERROR: 1 data problem(s)')
-    assert 'Iter(train)' not in proc.stdout
+    with pytest.raises(SystemExit) as info:
+        load_tool('train').main([str(REPO / 'configs/demo/upernet_revcol_demo.py'), '--check-data', '--work-dir',
+                                 str(tmp_path / 'work'), '--cfg-options', *opts])
+    assert str(info.value.code).startswith('ERROR: 1 data problem(s)')
+    out = capsys.readouterr().out
+    assert f'missing          {missing}' in out, out[-2000:]
+    assert not (tmp_path / 'work').exists()  # stopped before the runner was built

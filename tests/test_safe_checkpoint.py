@@ -1,6 +1,5 @@
 """SafeCheckpointHook: no checkpoint lost by a crash while saving, resume from the newest complete checkpoint,
 checkpoints that plain ``torch.load(weights_only=True)`` reads without mmrevcol (issue #9 rows 6 and 18)."""
-import importlib.util
 import os
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from mmengine.logging import HistoryBuffer
 import mmrevcol  # noqa: F401  (registers the hooks)
 from mmrevcol.engine.safe_checkpoint import (atomic_write, from_plain_message_hub, is_complete_checkpoint,
                                              to_plain_checkpoint)
+from tools_loader import load_tool
 from toy_run import make_runner
 
 REPO = Path(__file__).resolve().parents[1]
@@ -155,15 +155,8 @@ def test_atomic_write_replaces_whole_file_or_nothing(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ['f.bin']  # the temporary file is cleaned up
 
 
-def _train_module():
-    spec = importlib.util.spec_from_file_location('mmrevcol_tools_train', REPO / 'tools' / 'train.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_train_py_uses_the_safe_hooks_on_shipped_configs():
-    train = _train_module()
+    train = load_tool('train')
     for config in ['configs/demo/cascade_revcol_demo.py', 'configs/acceptance/upernet_revcol_camvid.py',
                    'configs/upernet_revcol_t_ade20k.py']:
         cfg = Config.fromfile(str(REPO / config))

@@ -34,7 +34,9 @@ class SkipImagesWithoutAnchors(BaseTransform):
 
     def __init__(self, anchor_generator: dict, allowed_border: float = 0):
         from mmdet.registry import TASK_UTILS
-        self.prior_generator = TASK_UTILS.build(anchor_generator)
+        from mmengine.registry import DefaultScope
+        with DefaultScope.overwrite_default_scope('mmdet'):  # also when built under another default scope
+            self.prior_generator = TASK_UTILS.build(anchor_generator)
         self.allowed_border = allowed_border
         self._has_anchor = {}
         self._warned = set()
