@@ -10,6 +10,10 @@ functions, which pickle as ``getattr(HistoryBuffer, 'min')`` -- and allowing ``g
 reach anything. That table is code, not state (it is rebuilt from the class on import), so HistoryBuffer is made to
 pickle without it. Checkpoints written by mmengine without mmrevcol imported still carry it and cannot be resumed
 under weights-only loading.
+
+Checkpoints written through ``tools/train.py`` (``SafeCheckpointHook``, mmrevcol/engine/safe_checkpoint.py) need
+none of this: their message hub and meta are stored as plain data, so a process that never imported mmrevcol loads
+them with ``torch.load(weights_only=True)``. The allow-list stays for checkpoints of plain mmengine runs.
 """
 import numpy as np
 import torch

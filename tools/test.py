@@ -20,7 +20,9 @@ sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 import mmrevcol  # noqa: E402,F401  isort:skip
 
-from mmengine.config import ConfigDict, DictAction  # noqa: E402
+from mmengine.config import ConfigDict  # noqa: E402
+
+from mmrevcol.utils.cli import LiteralDictAction  # noqa: E402
 
 from mmrevcol.engine import ensure_loading_hook  # noqa: E402
 
@@ -41,8 +43,9 @@ def parse_args(argv=None):
                         '(under work_dir/timestamp/)')
     parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override settings of the config, key=value pairs; lists as key="[a,b]", no white space')
+        '--cfg-options', nargs='+', action=LiteralDictAction,
+        help='override settings of the config, key=value pairs; lists as key="[a,b]", dicts as '
+        'key="dict(a=1,b=[2,3])", no white space (see tools/train.py --help)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
                         help='job launcher')
     parser.add_argument('--tta', action='store_true', help='test time augmentation')

@@ -23,12 +23,13 @@ sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
 import mmrevcol  # noqa: E402,F401  isort:skip
 
 import torch  # noqa: E402
-from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
+from mmengine.config import Config, ConfigDict  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from mmrevcol.checkpoint import check_model_init_cfgs  # noqa: E402
 from mmrevcol.engine import ensure_loading_hook  # noqa: E402
+from mmrevcol.utils.cli import LiteralDictAction  # noqa: E402
 
 DOCS = 'docs/downstream.md'
 
@@ -44,9 +45,14 @@ def parse_args(argv=None):
         '--resume', nargs='?', type=str, const='auto',
         help='resume from this checkpoint; without a path, resume from the latest checkpoint in the work dir')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
+        '--cfg-options', nargs='+', action=LiteralDictAction,
         help='override settings of the config, key=value pairs (e.g. model.backbone.init_cfg=None '
-        'train_cfg.max_iters=100). Lists as key="[a,b]", nested as key="[(a,b),(c,d)]", no white space.')
+        'train_cfg.max_iters=100). Lists as key="[a,b]", nested as key="[(a,b),(c,d)]", dicts as '
+        'key="dict(a=1,b=[2,3])" or key="{\'a\':1}", e.g. a custom arch: '
+        'model.backbone.arch="dict(channels=[64,128,256,512],layers=[2,2,4,2],num_columns=4)".')
+    parser.add_argument('--check-data', action='store_true',
+                        help='before training, check that every image/annotation/label map of the train and val '
+                        'sets is present and readable and every box inside its image (tools/check_dataset.py)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
                         help='job launcher')
     # torch.distributed.launch passes --local-rank, older versions --local_rank.
@@ -177,8 +183,14 @@ def resume_checkpoint(cfg: Config):
         return None
     if cfg.get('load_from', None):
         return cfg.load_from
+    if not osp.isdir(cfg.work_dir):
+        return None
     from mmengine.runner import find_latest_checkpoint
-    return find_latest_checkpoint(cfg.work_dir) if osp.isdir(cfg.work_dir) else None
+
+    from mmrevcol.engine.safe_checkpoint import newest_complete_checkpoint
+    # SafeCheckpointHook resumes from the newest complete checkpoint even when last_checkpoint is missing
+    return find_latest_checkpoint(cfg.work_dir) or next(
+        filter(None, (newest_complete_checkpoint([cfg.work_dir], t) for t in ('iter_{}.pth', 'epoch_{}.pth'))), None)
 
 
 def init_cpu_dist(cfg: Config) -> None:
@@ -218,6 +230,87 @@ def build_runner(cfg: Config):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# What happens when things go wrong (issue #9): crash-safe checkpoints, NaN guard, data pre-flight
+SAFE_CHECKPOINT_REPLACES = ('CheckpointHook', 'mmengine.CheckpointHook')
+GUARDS = ('NonFiniteLossHook', 'mmrevcol.NonFiniteLossHook')
+
+
+def use_safe_hooks(cfg: Config) -> None:
+    """mmengine's CheckpointHook -> SafeCheckpointHook (same arguments), and NonFiniteLossHook on.
+
+    Done here rather than in every config: configs inherit mmdet's/mmseg's ``default_hooks`` and stay thin.
+    """
+    hooks = cfg.get('default_hooks', None) or ConfigDict()
+    checkpoint = hooks.get('checkpoint', None)
+    if isinstance(checkpoint, dict) and checkpoint.get('type') in SAFE_CHECKPOINT_REPLACES:
+        checkpoint['type'] = 'SafeCheckpointHook'
+    custom = list(cfg.get('custom_hooks', None) or [])
+    if not any(isinstance(h, dict) and h.get('type') in GUARDS for h in custom):
+        custom.append(dict(type='NonFiniteLossHook'))
+    cfg.custom_hooks = custom
+
+
+def _anchor_head(cfg: Config):
+    """``(anchor_generator, allowed_border)`` of the model's anchor head that trains on inside anchors only."""
+    model = cfg.get('model', None) or {}
+    train_cfg = model.get('train_cfg', None) or {}
+    for head_key, head_train_cfg in (('rpn_head', train_cfg.get('rpn', None)), ('bbox_head', train_cfg)):
+        head = model.get(head_key, None)
+        if not isinstance(head, dict) or not isinstance(head_train_cfg, dict):
+            continue
+        generator, border = head.get('anchor_generator', None), head_train_cfg.get('allowed_border', None)
+        if generator is not None and border is not None and border >= 0:
+            return generator, border
+    return None
+
+
+def skip_images_without_anchors(cfg: Config) -> None:
+    """Train pipelines of anchor-based detectors skip (with a warning) images too thin for any anchor.
+
+    mmdet raises ValueError on such an image (e.g. 20x2000) and the run dies; see mmrevcol/datasets/anchor_filter.py.
+    The check goes just before ``PackDetInputs``, where the image has its final shape.
+    """
+    head = _anchor_head(cfg)
+    if head is None or 'train_dataloader' not in cfg:
+        return
+    check = dict(type='SkipImagesWithoutAnchors', anchor_generator=head[0], allowed_border=head[1])
+
+    def walk(dataset):
+        if isinstance(dataset, dict):
+            pipeline = dataset.get('pipeline', None)
+            if isinstance(pipeline, list) and pipeline and isinstance(pipeline[-1], dict) \
+                    and pipeline[-1].get('type') in ('PackDetInputs', 'mmdet.PackDetInputs') \
+                    and not any(isinstance(t, dict) and t.get('type') == check['type'] for t in pipeline):
+                pipeline.insert(len(pipeline) - 1, check)
+            for key in ('dataset', 'datasets'):
+                walk(dataset.get(key, None))
+        elif isinstance(dataset, (list, tuple)):
+            for item in dataset:
+                walk(item)
+
+    walk(cfg.train_dataloader.get('dataset', None))
+
+
+def check_data_or_exit(cfg: Config) -> None:
+    """``--check-data``: stop before building the runner when the train/val data has broken files."""
+    from mmrevcol.utils.dataset_check import check_config, format_report
+    problems = check_config(cfg, splits=('train', 'val'))
+    print(format_report(problems), flush=True)
+    if problems:
+        raise SystemExit(f'ERROR: {len(problems)} data problem(s), listed above; fix them or drop --check-data')
+
+
+def train_or_exit(runner) -> None:
+    """Run training; a non-finite loss ends the process with one line and status 1."""
+    from mmrevcol.engine.nan_guard import NonFiniteLossError
+    try:
+        runner.train()
+    except NonFiniteLossError as e:
+        runner.logger.error(str(e))
+        raise SystemExit(f'ERROR: {e}') from None
+
+
+# ---------------------------------------------------------------------------------------------------------------
 def main(argv=None):
     args = parse_args(argv)
     cfg = load_cfg(args)
@@ -254,8 +347,12 @@ def main(argv=None):
             not osp.isfile(c) and '://' not in str(c) for _, c in pretrained_checkpoints(cfg.model)):
         cfg.model.backbone.init_cfg = None
 
+    use_safe_hooks(cfg)
+    skip_images_without_anchors(cfg)
+    if args.check_data:
+        check_data_or_exit(cfg)
     runner = build_runner(cfg)
-    runner.train()
+    train_or_exit(runner)
     close_dist()
 
 

@@ -96,29 +96,15 @@ def read_checkpoint(filename: str, map_location='cpu'):
 
 
 def atomic_save(obj, filename: str) -> None:
-    """``torch.save`` that never leaves a torn file: temp file in the same folder, fsync, atomic rename."""
-    import os
-    import tempfile
+    """``torch.save`` that never leaves a torn file (temp file, fsync, atomic rename: :func:`atomic_write`)."""
+    import io
 
     import torch
-    folder = os.path.dirname(os.path.abspath(filename))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(filename) + '.', suffix='.tmp', dir=folder)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, filename)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # the rename itself survives a crash
-    finally:
-        os.close(dir_fd)
+
+    from ..utils.atomic_io import atomic_write
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write(filename, buffer.getvalue())
 
 
 def _tensors(mapping: Mapping) -> StateDict:

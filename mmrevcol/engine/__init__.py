@@ -1,7 +1,10 @@
 from .checkpoint_loading import CheckpointLoadingHook, ensure_loading_hook
 from .kernel_padding import KernelPaddingHook, pad_kernel, pad_kernels
 from .layer_decay import BackboneLayerDecayOptimizerConstructor, RevColLayerDecayOptimizerConstructor
+from .nan_guard import NonFiniteLossError, NonFiniteLossHook
+from .safe_checkpoint import SafeCheckpointHook
 from .sparsity import DynamicSparsityHook
 
 __all__ = ['CheckpointLoadingHook', 'ensure_loading_hook', 'KernelPaddingHook', 'pad_kernel', 'pad_kernels',
-           'RevColLayerDecayOptimizerConstructor', 'BackboneLayerDecayOptimizerConstructor', 'DynamicSparsityHook']
+           'RevColLayerDecayOptimizerConstructor', 'BackboneLayerDecayOptimizerConstructor', 'DynamicSparsityHook',
+           'NonFiniteLossError', 'NonFiniteLossHook', 'SafeCheckpointHook']

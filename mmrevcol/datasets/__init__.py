@@ -1,0 +1,3 @@
+from .anchor_filter import SkipImagesWithoutAnchors
+
+__all__ = ['SkipImagesWithoutAnchors']
