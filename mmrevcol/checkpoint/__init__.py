@@ -6,6 +6,7 @@ family registers its :class:`Layout` in a module of its own (``revcol.py``, ...)
 from .core import (CheckpointMismatchError, Layout, check_state_dict, detect_layout, extract_state_dict,
                    layout_of, load_pretrained, prepare_state_dict, read_checkpoint, register_layout,
                    registered_layouts, strip_prefixes, to_backbone_state_dict)
+from .hiri_vit import HIRI_VIT_LAYOUT  # noqa: F401
 from .kernel_padding import DEFAULT_SEED, DEFAULT_STD, depthwise_kernel_size, pad_kernel, pad_kernels
 from .revcol import _BACKBONE_KEY, REVCOL_LAYOUT, convert_key, convert_revcol, describe_arch, to_revcol_state_dict
 

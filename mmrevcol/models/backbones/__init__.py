@@ -1,3 +1,4 @@
+from .hiri_vit import HIRIViT
 from .revcol import RevCol
 
-__all__ = ['RevCol']
+__all__ = ['HIRIViT', 'RevCol']
