@@ -1,6 +1,7 @@
 from mmengine.registry import MODELS
 
 from .backbones import HIRIViT, RevCol
+from .classifiers import EMADistillClassifier, EMADistillDataPreprocessor, EMADistillHook  # noqa: F401
 
 # Registered in mmengine's root registry: mmdet, mmseg and mmpretrain registries fall back to their parent, so
 # `type='RevCol'` resolves under any of their default scopes.
