@@ -133,3 +133,38 @@ def test_classification_config_trains_with_ema_teacher_and_predicts():
         results = model(**model.data_preprocessor(batch, False), mode='predict')
     assert len(results) == 4 and results[0].pred_score.shape == (5, )
     assert SIZE > 64  # the dense configs' batches are larger than this one
+
+
+# -----------------------------------------------------------------------------------------------------------------
+# acceptance runs
+def test_camvid_acceptance_config_trains_and_predicts():
+    cfg = Config.fromfile(str(CONFIG_DIR / 'acceptance' / 'upernet_hiri_vit_camvid.py'))
+    assert cfg.model.backbone.type == 'HIRIViT' and cfg.model.backbone.init_cfg is None
+    assert cfg.max_iters == 1200 and cfg.num_classes == 11  # the RevCol run's settings, inherited
+    assert cfg.crop_size == (320, 320)
+    cfg.model.data_preprocessor.size = (SIZE, SIZE)
+    train_step_and_predict(cfg)
+
+
+@pytest.mark.shared
+def test_coco_crops_dataset_and_acceptance_config(tmp_path):
+    import sys
+    from conftest import SHARED, require_shared
+    sys.path.insert(0, str(CONFIG_DIR.parents[1] / 'tools'))
+    from coco_box_crops import build
+    coco = require_shared(SHARED / 'data' / 'coco_mini')
+    counts = build(str(coco / 'annotations' / 'instances_train2017.json'), str(coco / 'train2017'), str(tmp_path))
+    assert set(counts['train']) == set(counts['val']) and len(counts['train']) == 4
+    assert all(0 < counts['val'][c] < counts['train'][c] for c in counts['train'])
+
+    from mmpretrain.registry import DATASETS
+    cfg = Config.fromfile(str(CONFIG_DIR / 'acceptance' / 'hiri_vit_ema_distill_coco_crops.py'))
+    dataset_cfg = copy.deepcopy(cfg.train_dataloader.dataset)
+    dataset_cfg.data_root = str(tmp_path)
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmpretrain')
+    dataset = DATASETS.build(dataset_cfg)
+    assert len(dataset) == sum(counts['train'].values()) and len(dataset.metainfo['classes']) == cfg.num_classes
+    item = dataset[0]
+    assert item['inputs'].shape == (3, 128, 128)
+    assert [h.type for h in cfg.custom_hooks] == ['EMAHook', 'EMADistillHook']
