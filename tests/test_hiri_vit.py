@@ -322,3 +322,20 @@ def test_hiri_vit_s_flops_at_448():
     assert abs(gflops - 5.0) / 5.0 < 0.10, gflops
     params = sum(p.numel() for p in model.parameters()) / 1e6
     assert 15 < params < 30, params
+
+
+def test_mmpretrain_layer_decay_constructor_uses_get_layer_depth():
+    """mmpretrain's LearningRateDecayOptimWrapperConstructor asks the classifier, which asks the backbone."""
+    from mmpretrain.engine.optimizers import LearningRateDecayOptimWrapperConstructor
+    from mmpretrain.registry import MODELS
+    model = MODELS.build(dict(type='ImageClassifier', backbone=dict(type='HIRIViT', arch=TINY),
+                              neck=dict(type='GlobalAveragePooling'),
+                              head=dict(type='LinearClsHead', num_classes=3, in_channels=40)))
+    constructor = LearningRateDecayOptimWrapperConstructor(
+        dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1.0, weight_decay=0.05)),
+        dict(layer_decay_rate=0.5))
+    optim = constructor(model).optimizer
+    num = sum(TINY['depths']) + 2
+    lrs = sorted({round(g['lr'], 8) for g in optim.param_groups})
+    assert max(lrs) == 1.0  # the head
+    assert min(lrs) == 0.5 ** (num - 1)  # the stem
