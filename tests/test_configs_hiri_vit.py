@@ -27,8 +27,9 @@ def stage_outputs(backbone_cfg) -> list:
 
 
 def test_all_expected_configs_exist():
-    assert set(DENSE) == {'retinanet_hiri_vit_s_coco.py', 'mask_rcnn_hiri_vit_s_coco.py', 'mask_rcnn_hiri_vit_b_coco.py',
-                          'cascade_hiri_vit_s_coco.py', 'upernet_hiri_vit_s_ade20k.py', 'upernet_hiri_vit_b_ade20k.py'}
+    assert set(DENSE) == {
+        'retinanet_hiri_vit_s_coco.py', 'mask_rcnn_hiri_vit_s_coco.py', 'mask_rcnn_hiri_vit_b_coco.py',
+        'cascade_hiri_vit_s_coco.py', 'upernet_hiri_vit_s_ade20k.py', 'upernet_hiri_vit_b_ade20k.py'}
 
 
 @pytest.mark.parametrize('name', DENSE)
@@ -132,7 +133,6 @@ def test_classification_config_trains_with_ema_teacher_and_predicts():
     with torch.no_grad():
         results = model(**model.data_preprocessor(batch, False), mode='predict')
     assert len(results) == 4 and results[0].pred_score.shape == (5, )
-    assert SIZE > 64  # the dense configs' batches are larger than this one
 
 
 # -----------------------------------------------------------------------------------------------------------------

@@ -157,7 +157,8 @@ def test_hook_attaches_emahook_model_in_a_real_run(tmp_path):
     for cls in ('a', 'b'):
         (tmp_path / 'data' / cls).mkdir(parents=True)
         for i in range(4):
-            Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(tmp_path / 'data' / cls / f'{i}.png')
+            image = Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8))
+            image.save(tmp_path / 'data' / cls / f'{i}.png')
     cfg = dict(
         model=dict(type='EMADistillClassifier', alpha=0.5,
                    data_preprocessor=dict(type='EMADistillDataPreprocessor', num_classes=2,
