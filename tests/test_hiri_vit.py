@@ -339,3 +339,39 @@ def test_mmpretrain_layer_decay_constructor_uses_get_layer_depth():
     lrs = sorted({round(g['lr'], 8) for g in optim.param_groups})
     assert max(lrs) == 1.0  # the head
     assert min(lrs) == 0.5 ** (num - 1)  # the stem
+
+
+# -----------------------------------------------------------------------------------------------------------------
+# the ablation path (tools/analysis/hiri_vit_ablation.py)
+def _ablation_tool():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / 'tools' / 'analysis' / 'hiri_vit_ablation.py'
+    spec = importlib.util.spec_from_file_location('hiri_vit_ablation', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ablation_variants_are_the_papers_steps():
+    archs = _ablation_tool().ablation_archs('s')
+    s = HIRIViT.parse_arch('s')
+    mvit, five_conv, five_hr = archs['mvit'], archs['five_conv'], archs['five_hr']
+    assert mvit['block_types'] == ['cffn', 'cffn', 'transformer', 'transformer'] and mvit['stem'] == 'conv'
+    assert mvit['channels'] == s['channels'][1:] and mvit['downsamples'] == ['irds_a', 'irds_b', 'irds_b']
+    assert five_conv['stem'] == 'conv' and five_hr['stem'] == 'hr' and archs['hiri'] == s
+    assert five_hr['block_types'][:2] == ['cffn', 'cffn']
+    assert [2 * d for d in five_hr['depths'][:2]] == s['depths'][:2]  # one CFFN block per pair of HR-blocks
+    assert five_hr['depths'][2:] == s['depths'][2:]
+    for arch in archs.values():  # valid archs (building them is the slow cost test's job)
+        assert HIRIViT.parse_arch(arch)['channels'][-1] == 448
+
+
+@pytest.mark.slow
+def test_ablation_costs_match_the_paper():
+    """Table 7's published costs, within 10% (~1-2 min on 2 cores)."""
+    rows = {(r['row']): r for r in _ablation_tool().ablation_table('s')}
+    for row, r in rows.items():
+        if r['paper']:
+            assert abs(r['gflops'] - r['paper']) / r['paper'] < 0.10, (row, r['gflops'], r['paper'])
+    assert rows['8']['gflops'] > rows['9']['gflops'] > rows['10']['gflops']  # HR-stem, then HR-blocks, save
