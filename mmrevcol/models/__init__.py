@@ -1,10 +1,12 @@
 from mmengine.registry import MODELS
 
-from .backbones import RevCol, SLaK
+from .backbones import HIRIViT, RevCol, SLaK
+from .classifiers import EMADistillClassifier, EMADistillDataPreprocessor, EMADistillHook  # noqa: F401
 
 # Registered in mmengine's root registry: mmdet, mmseg and mmpretrain registries fall back to their parent, so
 # `type='RevCol'` resolves under any of their default scopes.
 MODELS.register_module(module=RevCol)
 MODELS.register_module(module=SLaK)
+MODELS.register_module(module=HIRIViT)
 
-__all__ = ['RevCol', 'SLaK']
+__all__ = ['HIRIViT', 'RevCol', 'SLaK']

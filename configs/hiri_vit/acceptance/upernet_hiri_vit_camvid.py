@@ -1,0 +1,43 @@
+# Acceptance run on real images: a reduced-width HIRI-ViT UPerNet (from scratch) on CamVid, CPU. Everything but the
+# backbone and the input size comes from the RevCol acceptance run (configs/acceptance/upernet_revcol_camvid.py:
+# data, classes, decoder, schedule). As in the paper, the input is doubled (full 480x360 images, 320 crops, vs 240x180
+# and 160 crops there) and the decoder reads stages 2-5 (strides 8-64): it sees the map sizes of the RevCol run.
+#   python tools/train.py configs/hiri_vit/acceptance/upernet_hiri_vit_camvid.py
+_base_ = '../../acceptance/upernet_revcol_camvid.py'
+
+arch = dict(channels=[16, 32, 64, 96, 128], depths=[2, 2, 2, 2, 1], expansions=[8, 8, 4, 4, 4],
+            num_heads=[0, 0, 0, 3, 4], sr_ratios=[1, 1, 1, 1, 1], stem_channels=16)
+channels = arch['channels'][1:]
+scale = (480, 360)
+crop_size = (320, 320)
+
+model = dict(
+    data_preprocessor=dict(size=crop_size),
+    backbone=dict(
+        _delete_=True,
+        type='HIRIViT',
+        arch=arch,
+        out_indices=(1, 2, 3, 4),
+        drop_path_rate=0.0,
+        init_cfg=None),
+    decode_head=dict(in_channels=channels),
+    auxiliary_head=dict(in_channels=channels[2], in_index=2))
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', reduce_zero_label=False),
+    dict(type='RandomResize', scale=scale, ratio_range=(0.75, 1.5), keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75, ignore_index={{_base_.ignore_index}}),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PhotoMetricDistortion'),
+    dict(type='PackSegInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=scale, keep_ratio=True),
+    dict(type='LoadAnnotations', reduce_zero_label=False),
+    dict(type='PackSegInputs'),
+]
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = val_dataloader
