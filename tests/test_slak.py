@@ -299,7 +299,7 @@ def test_converter_prefix_and_kernel_size_error(tmp_path, capsys):
     assert sd['meta']['family'] == 'SLaK' and sd['meta']['arch']['kernel_size'] == [9, 7, 7, 5, 3]
     assert all(k.startswith('backbone.') for k in sd['state_dict'])
     assert not any('decode_head' in k or 'LoRA' in k for k in sd['state_dict'])
-    assert tool.main([str(path), str(out), '--kernel-size', '7']) == 1
+    assert tool.main([str(path), str(out), '--kernel-size', '7', '--force']) == 1
     assert 'RevCol checkpoints only' in capsys.readouterr().err
 
 
