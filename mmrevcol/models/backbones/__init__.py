@@ -1,3 +1,4 @@
+from .res_attention import ResidualAttentionNet
 from .revcol import RevCol
 
-__all__ = ['RevCol']
+__all__ = ['ResidualAttentionNet', 'RevCol']
