@@ -59,10 +59,11 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def _pin_malloc_and_reexec():
+def _pin_malloc_and_reexec(argv):
     """Peak RSS tracks the allocator only when freed buffers are unmapped: pin glibc's mmap threshold (must be set
-    before the process starts, hence the re-exec)."""
-    if os.environ.get('MALLOC_MMAP_THRESHOLD_') is None:
+    before the process starts, hence the re-exec). Only from the command line, on CPU."""
+    args = parse_args(argv)
+    if args.device in (None, 'cpu') and not _cuda() and os.environ.get('MALLOC_MMAP_THRESHOLD_') is None:
         env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536', MALLOC_TRIM_THRESHOLD_='0')
         os.execve(sys.executable, [sys.executable] + sys.argv, env)
 
@@ -260,8 +261,6 @@ def main(argv=None):
     args = parse_args(argv)
     import torch
     device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-    if device.type == 'cpu':
-        _pin_malloc_and_reexec()
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -293,5 +292,11 @@ def main(argv=None):
     return rows
 
 
+def _cuda() -> bool:
+    import torch
+    return torch.cuda.is_available()
+
+
 if __name__ == '__main__':
+    _pin_malloc_and_reexec(sys.argv[1:])
     main()

@@ -101,14 +101,14 @@ def mmdet2_roi_flops(wrapped, by_module, counts):
 
     Returns ``(flops, rows)``, rows ``(head, kind, rois counted, rois convention, flops counted, flops rescaled)``.
     """
-    total = by_module['']
+    total = float(by_module[''])  # some handles count in 0-d tensors
     rows = []
     for (kind, name), _ in _roi_heads(wrapped.model).items():
         n = counts.get(name)
         if not n:
             continue
         target = MMDET2_ROIS[kind]
-        counted = by_module.get(name, 0)
+        counted = float(by_module.get(name, 0))
         rescaled = counted * target / n
         total += rescaled - counted
         rows.append((name, kind, n, target, counted, rescaled))
@@ -133,7 +133,7 @@ def flops_of(cfg, shape, part='backbone', show_table=False, roi_convention='forw
         counts, handles = {}, []
         for (_, name), head in _roi_heads(model).items():
             handles.append(head.register_forward_pre_hook(
-                lambda m, args, name=name: counts.__setitem__(name, args[0].shape[0])))
+                lambda m, args, name=name: counts.__setitem__(name, int(args[0].shape[0]))))  # traced: a tensor
         with torch.no_grad():
             analyzer = FlopAnalyzer(wrapped, (torch.zeros(1, 3, h, w),))
             analyzer.unsupported_ops_warnings(False)
@@ -142,7 +142,7 @@ def flops_of(cfg, shape, part='backbone', show_table=False, roi_convention='forw
         for handle in handles:
             handle.remove()
         flops, rows = mmdet2_roi_flops(wrapped, by_module, counts)
-        info = dict(flops=int(flops), flops_forward=by_module[''], roi_rows=rows, flops_str=_str(flops),
+        info = dict(flops=int(flops), flops_forward=int(by_module['']), roi_rows=rows, flops_str=_str(flops),
                     out_table='')
     else:
         with torch.no_grad():
