@@ -87,14 +87,20 @@ def test_get_flops_mmdet2_roi_convention():
 # ----------------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize('name', ACCEPTANCE)
 def test_acceptance_configs_keep_the_revcol_run(name):
-    """Same data, schedule, optimizer and heads as configs/acceptance/upernet_revcol_camvid.py: only the backbone."""
+    """Same data, schedule, optimizer and heads as configs/acceptance/upernet_revcol_camvid.py: only the backbone
+    (and the heads' input widths)."""
     cfg = Config.fromfile(str(REPO / 'configs' / name))
     ref = Config.fromfile(str(REPO / 'configs' / 'acceptance' / 'upernet_revcol_camvid.py'))
     for key in ('train_dataloader', 'val_dataloader', 'train_cfg', 'param_scheduler', 'optim_wrapper',
                 'default_hooks', 'val_evaluator', 'randomness'):
         assert cfg.get(key) == ref.get(key), key
-    assert {k: v for k, v in cfg.model.items() if k != 'backbone'} == \
-        {k: v for k, v in ref.model.items() if k != 'backbone'}
+    def heads(model):
+        out = {k: v for k, v in model.items() if k != 'backbone'}
+        for k in ('decode_head', 'auxiliary_head'):
+            out[k] = {kk: vv for kk, vv in out[k].items() if kk != 'in_channels'}
+        return out
+
+    assert heads(cfg.model) == heads(ref.model)
     assert cfg.model.backbone.type != 'RevCol' and cfg.model.backbone.init_cfg is None
 
 
