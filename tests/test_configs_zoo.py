@@ -152,11 +152,10 @@ def _fragment_of(cfg) -> str:
             'dm_nfnet_f0': 'nfnet_f0'}[key]
 
 
-# one train step per backbone family here (the cheapest config on CPU); the other configs in the slow suite
+# one train step per kind of backbone provider here (mmpretrain, timm through TIMMBackbone, mmrevcol; cheap configs
+# on CPU); every other config in the slow suite (`-m slow`)
 FAST = {'convnext/upernet_convnext_t_ade20k.py', 'classic/retinanet_resattnet56_coco.py',
-        'classic/retinanet_shufflenet_v1_coco.py', 'classic/retinanet_shufflenet_v2_coco.py',
-        'classic/retinanet_mnasnet_a1_coco.py', 'classic/retinanet_nfnet_f0_coco.py',
-        'classic/retinanet_efficientnet_b0_coco.py'}
+        'classic/retinanet_shufflenet_v1_coco.py', 'classic/retinanet_nfnet_f0_coco.py'}
 
 
 @pytest.mark.parametrize('name', [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in ZOO])

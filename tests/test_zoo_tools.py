@@ -18,22 +18,22 @@ ACCEPTANCE = ['convnext/acceptance/upernet_convnext_t_reduced_camvid.py',
 
 def test_compare_backbones_tiny(tmp_path):
     import compare_backbones
-    cfgs = ['configs/classic/upernet_shufflenet_v2_ade20k.py', 'configs/classic/retinanet_mnasnet_a1_coco.py']
+    cfgs = ['configs/classic/upernet_shufflenet_v2_ade20k.py', 'configs/classic/retinanet_shufflenet_v1_coco.py']
     rows = compare_backbones.main([*(str(REPO / c) for c in cfgs), '--size', '64', '--batch', '1', '--steps', '1',
                                    '--device', 'cpu', '--out', str(tmp_path)])
-    assert [r['name'] for r in rows] == ['ShuffleNet V2 1x', 'retinanet_mnasnet_a1_coco']  # yaml name / file name
-    shuffle, mnas = rows[0]['measured'], rows[1]['measured']
-    assert shuffle['params_m'] == pytest.approx(1.2536, abs=1e-3)  # backbone only (no classifier)
-    assert mnas['params_m'] == pytest.approx(2.194, abs=1e-3)  # timm semnasnet_100, features_only
-    assert 0 < shuffle['gflops'] < mnas['gflops']
-    assert all(m['train_s'] > 0 and m['infer_ips'] > 0 and m['train_mib'] >= 0 for m in (shuffle, mnas))
+    assert [r['name'] for r in rows] == ['ShuffleNet V2 1x', 'retinanet_shufflenet_v1_coco']  # yaml name / file name
+    v2, v1 = rows[0]['measured'], rows[1]['measured']
+    assert v2['params_m'] == pytest.approx(1.2536, abs=1e-3)  # backbone only (no classifier)
+    assert v1['params_m'] == pytest.approx(0.9047, abs=1e-3)
+    assert v1['gflops'] > 0 and v2['gflops'] > 0
+    assert all(m['train_s'] > 0 and m['infer_ips'] > 0 and m['train_mib'] >= 0 for m in (v2, v1))
     assert rows[0]['published']['top1'] == 69.4 and rows[1]['published'] == {}
     md = (tmp_path / 'compare.md').read_text()
     assert 'ShuffleNet V2 1x' in md and 'top-1 pub.' in md
     with open(tmp_path / 'compare.csv') as f:
         table = list(csv.DictReader(f))
-    assert [r['backbone'] for r in table] == ['ShuffleNet V2 1x', 'retinanet_mnasnet_a1_coco']
-    assert float(table[1]['params_m']) == pytest.approx(mnas['params_m'])
+    assert [r['backbone'] for r in table] == ['ShuffleNet V2 1x', 'retinanet_shufflenet_v1_coco']
+    assert float(table[1]['params_m']) == pytest.approx(v1['params_m'])
     assert (tmp_path / 'compare.png').stat().st_size > 1000
 
 
