@@ -1,3 +1,4 @@
+from .agc import AGCAmpOptimWrapper, AGCOptimWrapper, adaptive_clip_grad_, unitwise_norm
 from .checkpoint_loading import CheckpointLoadingHook, ensure_loading_hook
 from .kernel_padding import KernelPaddingHook, pad_kernel, pad_kernels
 from .layer_decay import BackboneLayerDecayOptimizerConstructor, RevColLayerDecayOptimizerConstructor
@@ -5,6 +6,9 @@ from .nan_guard import NonFiniteLossError, NonFiniteLossHook
 from .safe_checkpoint import SafeCheckpointHook
 from .sparsity import DynamicSparsityHook
 
-__all__ = ['CheckpointLoadingHook', 'ensure_loading_hook', 'KernelPaddingHook', 'pad_kernel', 'pad_kernels',
-           'RevColLayerDecayOptimizerConstructor', 'BackboneLayerDecayOptimizerConstructor', 'DynamicSparsityHook',
-           'NonFiniteLossError', 'NonFiniteLossHook', 'SafeCheckpointHook']
+__all__ = [
+    'AGCAmpOptimWrapper', 'AGCOptimWrapper', 'adaptive_clip_grad_', 'unitwise_norm', 'CheckpointLoadingHook',
+    'ensure_loading_hook', 'KernelPaddingHook', 'pad_kernel', 'pad_kernels', 'RevColLayerDecayOptimizerConstructor',
+    'BackboneLayerDecayOptimizerConstructor', 'DynamicSparsityHook', 'NonFiniteLossError', 'NonFiniteLossHook',
+    'SafeCheckpointHook'
+]

@@ -1,6 +1,6 @@
 from mmengine.registry import MODELS
 
-from .backbones import HIRIViT, RevCol, SLaK
+from .backbones import HIRIViT, ResidualAttentionNet, RevCol, SLaK
 from .classifiers import EMADistillClassifier, EMADistillDataPreprocessor, EMADistillHook  # noqa: F401
 
 # Registered in mmengine's root registry: mmdet, mmseg and mmpretrain registries fall back to their parent, so
@@ -8,5 +8,6 @@ from .classifiers import EMADistillClassifier, EMADistillDataPreprocessor, EMADi
 MODELS.register_module(module=RevCol)
 MODELS.register_module(module=SLaK)
 MODELS.register_module(module=HIRIViT)
+MODELS.register_module(module=ResidualAttentionNet)
 
-__all__ = ['HIRIViT', 'RevCol', 'SLaK']
+__all__ = ['HIRIViT', 'ResidualAttentionNet', 'RevCol', 'SLaK']
