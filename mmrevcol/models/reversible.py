@@ -40,6 +40,10 @@ from torch import Tensor, nn
 ALPHA_MIN = 1e-3
 
 
+def _clamped(alpha: Tensor, min_abs: float) -> Tensor:
+    return torch.where(alpha < 0, alpha.clamp(max=-min_abs), alpha.clamp(min=min_abs))
+
+
 def clamp_abs_(alpha: Tensor, min_abs: float = ALPHA_MIN) -> Tensor:
     """Clamp ``|alpha| >= min_abs`` in place, keeping the sign; ``0`` becomes ``+min_abs``.
 
@@ -47,8 +51,20 @@ def clamp_abs_(alpha: Tensor, min_abs: float = ALPHA_MIN) -> Tensor:
     column non-invertible.
     """
     with torch.no_grad():
-        alpha.copy_(torch.where(alpha < 0, alpha.clamp(max=-min_abs), alpha.clamp(min=min_abs)))
+        alpha.copy_(_clamped(alpha, min_abs))
     return alpha
+
+
+def clamp_abs(alpha: Tensor, min_abs: float = ALPHA_MIN) -> Tensor:
+    """``|alpha| >= min_abs`` as :func:`clamp_abs_` computes it, functionally, with an identity gradient.
+
+    What every forward uses. The official code clamps ``alpha.data`` in place before each forward, so its
+    gradient w.r.t. alpha is the unclamped one: the straight-through form reproduces that, without mutating a
+    parameter inside ``forward`` (which ``torch.export``, the dynamo ONNX exporter and ``torch.compile`` reject
+    or trace badly). For ``|alpha| >= min_abs`` (always, unless training drives it below) the result is
+    ``alpha`` itself, bit for bit.
+    """
+    return alpha + (_clamped(alpha, min_abs) - alpha).detach()
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -70,7 +86,7 @@ def column_forward(column: nn.Module, x: Tensor, prev: Optional[Sequence[Tensor]
     new: List[Tensor] = []
     for level, module in enumerate(column.levels):
         out = module(*level_inputs(column, level, x, new, prev))
-        new.append(out if prev is None else column.alpha[level] * prev[level] + out)
+        new.append(out if prev is None else clamp_abs(column.alpha[level]) * prev[level] + out)
     return new
 
 
@@ -89,7 +105,7 @@ def exact_column_forward(column: nn.Module, x: Tensor, prev: Optional[Sequence[T
             states.append(out.to(state_dtype))
             lows.append(out)
         else:
-            c = column.alpha[level] * prev[level] + out
+            c = clamp_abs(column.alpha[level]) * prev[level] + out
             states.append(c)
             lows.append(c.to(x.dtype))
     return states, lows
@@ -207,14 +223,15 @@ class ReversibleColumn(torch.autograd.Function):
                     out = column.levels[level](down, *ups)
                 g = grads[level]
                 if not first:
-                    alpha = column.alpha[level]
+                    raw_alpha = column.alpha[level]
                     with torch.no_grad():
+                        alpha = clamp_abs(raw_alpha)  # as in forward; its gradient goes to raw_alpha unchanged
                         # Reconstruct the previous column's level, then its gradient through the shortcut.
                         prev[level] = (cur[level] - out.to(cur[level].dtype)) / alpha.to(cur[level].dtype)
                         prev_low[level] = prev[level].to(dtype)
                         grad_prev[level] = add(grad_prev[level], alpha * g)
-                        if id(alpha) in param_grads:  # d(alpha * c)/d alpha, as plain autograd computes it
-                            param_grads[id(alpha)] = (g * prev_low[level]).sum(dim=(0, 2, 3), keepdim=True)
+                        if id(raw_alpha) in param_grads:  # d(alpha * c)/d alpha, as plain autograd computes it
+                            param_grads[id(raw_alpha)] = (g * prev_low[level]).sum(dim=(0, 2, 3), keepdim=True)
                 params = [p for p in column.levels[level].parameters() if id(p) in param_grads]
                 inputs = [t for t in (down, *ups) if t.requires_grad]
                 if not inputs and not params:

@@ -15,7 +15,7 @@ from mmengine.model.weight_init import trunc_normal_
 from mmpretrain.models.backbones.convnext import ConvNeXtBlock
 from torch import Tensor, nn
 
-from ..reversible import clamp_abs_, column_forward, reversible_columns
+from ..reversible import column_forward, reversible_columns
 
 NUM_LEVELS = 4
 
@@ -240,9 +240,6 @@ class RevCol(BaseModule):
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
         if x.dim() != 4 or x.shape[-2] < 32 or x.shape[-1] < 32:
             raise ValueError(f'RevCol expects (N, C, H, W) images with H, W >= 32, got {tuple(x.shape)}')
-        for column in self.columns[1:]:
-            for alpha in column.alpha:
-                clamp_abs_(alpha.data)
         x = self.stem(x)
         columns = list(self.columns)
         needs_grad = torch.is_grad_enabled() and (
