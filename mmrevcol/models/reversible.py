@@ -64,7 +64,9 @@ def clamp_abs(alpha: Tensor, min_abs: float = ALPHA_MIN) -> Tensor:
     or trace badly). For ``|alpha| >= min_abs`` (always, unless training drives it below) the result is
     ``alpha`` itself, bit for bit.
     """
-    return alpha + (_clamped(alpha, min_abs) - alpha).detach()
+    with torch.no_grad():  # no graph (nor saved tensors) for the clamp itself
+        delta = _clamped(alpha, min_abs) - alpha
+    return alpha + delta
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -86,7 +88,8 @@ def column_forward(column: nn.Module, x: Tensor, prev: Optional[Sequence[Tensor]
     new: List[Tensor] = []
     for level, module in enumerate(column.levels):
         out = module(*level_inputs(column, level, x, new, prev))
-        new.append(out if prev is None else clamp_abs(column.alpha[level]) * prev[level] + out)
+        # addcmul: one pass over the level instead of a multiply and an add
+        new.append(out if prev is None else torch.addcmul(out, prev[level], clamp_abs(column.alpha[level])))
     return new
 
 
