@@ -38,8 +38,9 @@ from torch import Tensor, nn  # noqa: E402
 
 FORMATS = {'export': '.pt2', 'onnx': '.onnx', 'torchscript': '.pt'}
 DEFAULT_OPSET = 18
-# Dynamic H/W start at 64: symbolic sizes are assumed >= 2, and the stride-32 level of a 32..63 px input is 1 px.
-MIN_SIZE = 64
+# Dynamic shapes: sizes of 1 are specialised by torch.export, so the exported graphs take H, W >= 64 (the stride-32
+# level then has >= 2 px) and any batch size >= 2 besides the traced one; export at 1 (batch) or < 64 px needs
+# --static.
 
 
 class Features(nn.Module):
@@ -71,14 +72,18 @@ class AsTuple(nn.Module):
 
 
 def _dynamic(x: Tensor, dynamic: bool):
-    """Example input and ``dynamic_shapes`` for a dynamic batch, height and width."""
+    """Example input and ``dynamic_shapes`` for a dynamic batch, height and width.
+
+    ``Dim.DYNAMIC`` rather than named ``Dim``s with a range: with a batch > 1, the stride logic of elementwise ops
+    on channels-last maps guards on facts like ``1 % (8 * (W // 4)) != 0``, true for every ``W >= 64`` but not
+    proven by the solver, which then reports a constraint violation for a named ``Dim``.
+    """
     if not dynamic:
         return x, None
     from torch.export import Dim
-    if x.shape[0] == 1:  # a size-1 dim is specialised: trace with 2
+    if x.shape[0] == 1:  # a size-1 dim would be specialised: trace with 2
         x = torch.cat([x, x])
-    dims = {0: Dim('batch', min=1), 2: Dim('height', min=MIN_SIZE), 3: Dim('width', min=MIN_SIZE)}
-    return x, (dims, )
+    return x, ({0: Dim.DYNAMIC, 2: Dim.DYNAMIC, 3: Dim.DYNAMIC}, )
 
 
 def export_program(module: nn.Module, x: Tensor, path: str, dynamic: bool = True) -> Callable:
