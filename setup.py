@@ -29,7 +29,7 @@ def add_mim_extension():
     repo_path = osp.dirname(osp.abspath(__file__))
     mim_path = osp.join(repo_path, 'mmrevcol', '.mim')
     os.makedirs(mim_path, exist_ok=True)
-    for filename in ['tools', 'configs']:
+    for filename in ['tools', 'configs', 'model-index.yml']:
         src_path = osp.join(repo_path, filename)
         tar_path = osp.join(mim_path, filename)
         if not osp.exists(src_path):
@@ -42,6 +42,8 @@ def add_mim_extension():
             os.symlink(osp.relpath(src_path, osp.dirname(tar_path)), tar_path)
         elif osp.isdir(src_path):
             shutil.copytree(src_path, tar_path, ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+        elif osp.isfile(src_path):
+            shutil.copyfile(src_path, tar_path)
         else:
             warnings.warn(f'cannot copy {src_path}')
 
