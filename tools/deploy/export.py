@@ -244,9 +244,10 @@ def main(argv=None):
         DictAction(option_strings=[], dest='o')(None, ns, args.cfg_options)
         cfg_options = ns.o
     model = init_model(args.config, args.checkpoint, cfg_options)
-    module = model.backbone if args.part == 'backbone' else Features(model)
-    if hasattr(module, 'switch_to_deploy'):
-        module.switch_to_deploy()
+    backbone = getattr(model, 'backbone', None)
+    if hasattr(backbone, 'switch_to_deploy'):  # RevCol, RepVGG-style backbones: fold for inference
+        backbone.switch_to_deploy()
+    module = backbone if args.part == 'backbone' else Features(model)
     module.eval()
     x = image_tensor(model, args.image, tuple(args.shape))
 
