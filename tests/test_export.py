@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / 'tools' / 'deploy'))
 from export import AsTuple, compare, export  # noqa: E402
 
-ARCH = dict(channels=[8, 16, 24, 32], layers=[1, 1, 2, 1], num_columns=3)
+ARCH = dict(channels=[8, 16, 24, 32], layers=[1, 1, 1, 1], num_columns=2)
 SIZES = [(1, 96, 128), (2, 72, 100)]
 REL = 1e-4
 
