@@ -27,8 +27,8 @@ Parameters are explicit inputs of each column's Function and their gradients are
 rather than accumulated behind autograd's back, so DDP (``find_unused_parameters`` True or False) sees every
 parameter used, its buckets fill column by column, and ``torch.autograd.grad`` w.r.t. parameters works.
 What does not work: double backward / ``create_graph=True`` (a reversible backward cannot be differentiated
-again), ``torch.compile`` of the backbone (graph breaks at the Function; compile the heads instead) and
-``torch.autograd.grad`` w.r.t. intermediate activations inside the stack (they do not exist). Inference
+again) and ``torch.autograd.grad`` w.r.t. intermediate activations inside the stack (they do not exist).
+``torch.compile`` works but graph-breaks at the Function: the reversible columns run eagerly. Inference
 (``torch.no_grad`` or nothing requiring grad) bypasses the Function entirely.
 """
 from contextlib import nullcontext
