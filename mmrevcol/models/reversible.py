@@ -27,8 +27,8 @@ Parameters are explicit inputs of each column's Function and their gradients are
 rather than accumulated behind autograd's back, so DDP (``find_unused_parameters`` True or False) sees every
 parameter used, its buckets fill column by column, and ``torch.autograd.grad`` w.r.t. parameters works.
 What does not work: double backward / ``create_graph=True`` (a reversible backward cannot be differentiated
-again), ``torch.compile`` of the backbone (graph breaks at the Function; compile the heads instead) and
-``torch.autograd.grad`` w.r.t. intermediate activations inside the stack (they do not exist). Inference
+again) and ``torch.autograd.grad`` w.r.t. intermediate activations inside the stack (they do not exist).
+``torch.compile`` works but graph-breaks at the Function: the reversible columns run eagerly. Inference
 (``torch.no_grad`` or nothing requiring grad) bypasses the Function entirely.
 """
 from contextlib import nullcontext
@@ -40,6 +40,10 @@ from torch import Tensor, nn
 ALPHA_MIN = 1e-3
 
 
+def _clamped(alpha: Tensor, min_abs: float) -> Tensor:
+    return torch.where(alpha < 0, alpha.clamp(max=-min_abs), alpha.clamp(min=min_abs))
+
+
 def clamp_abs_(alpha: Tensor, min_abs: float = ALPHA_MIN) -> Tensor:
     """Clamp ``|alpha| >= min_abs`` in place, keeping the sign; ``0`` becomes ``+min_abs``.
 
@@ -47,8 +51,22 @@ def clamp_abs_(alpha: Tensor, min_abs: float = ALPHA_MIN) -> Tensor:
     column non-invertible.
     """
     with torch.no_grad():
-        alpha.copy_(torch.where(alpha < 0, alpha.clamp(max=-min_abs), alpha.clamp(min=min_abs)))
+        alpha.copy_(_clamped(alpha, min_abs))
     return alpha
+
+
+def clamp_abs(alpha: Tensor, min_abs: float = ALPHA_MIN) -> Tensor:
+    """``|alpha| >= min_abs`` as :func:`clamp_abs_` computes it, functionally, with an identity gradient.
+
+    What every forward uses. The official code clamps ``alpha.data`` in place before each forward, so its
+    gradient w.r.t. alpha is the unclamped one: the straight-through form reproduces that, without mutating a
+    parameter inside ``forward`` (which ``torch.export``, the dynamo ONNX exporter and ``torch.compile`` reject
+    or trace badly). For ``|alpha| >= min_abs`` (always, unless training drives it below) the result is
+    ``alpha`` itself, bit for bit.
+    """
+    with torch.no_grad():  # no graph (nor saved tensors) for the clamp itself
+        delta = _clamped(alpha, min_abs) - alpha
+    return alpha + delta
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -70,7 +88,8 @@ def column_forward(column: nn.Module, x: Tensor, prev: Optional[Sequence[Tensor]
     new: List[Tensor] = []
     for level, module in enumerate(column.levels):
         out = module(*level_inputs(column, level, x, new, prev))
-        new.append(out if prev is None else column.alpha[level] * prev[level] + out)
+        # addcmul: one pass over the level instead of a multiply and an add
+        new.append(out if prev is None else torch.addcmul(out, prev[level], clamp_abs(column.alpha[level])))
     return new
 
 
@@ -89,7 +108,7 @@ def exact_column_forward(column: nn.Module, x: Tensor, prev: Optional[Sequence[T
             states.append(out.to(state_dtype))
             lows.append(out)
         else:
-            c = column.alpha[level] * prev[level] + out
+            c = clamp_abs(column.alpha[level]) * prev[level] + out
             states.append(c)
             lows.append(c.to(x.dtype))
     return states, lows
@@ -210,15 +229,16 @@ class ReversibleColumn(torch.autograd.Function):
                     out = column.levels[level](down, *ups)
                 g = grads[level]
                 if not first:
-                    alpha = column.alpha[level]
+                    raw_alpha = column.alpha[level]
                     with torch.no_grad():
+                        alpha = clamp_abs(raw_alpha)  # as in forward; its gradient goes to raw_alpha unchanged
                         # Reconstruct the previous column's level, then its gradient through the shortcut.
                         prev[level] = (cur[level] - out.to(cur[level].dtype)) / alpha.to(cur[level].dtype)
                         prev_low[level] = prev[level].to(dtype)
                         if g is not None:
                             grad_prev[level] = add(grad_prev[level], alpha * g)
-                            if id(alpha) in param_grads:  # d(alpha * c)/d alpha, as plain autograd computes it
-                                param_grads[id(alpha)] = (g * prev_low[level]).sum(dim=(0, 2, 3), keepdim=True)
+                            if id(raw_alpha) in param_grads:  # d(alpha * c)/d alpha, as plain autograd computes it
+                                param_grads[id(raw_alpha)] = (g * prev_low[level]).sum(dim=(0, 2, 3), keepdim=True)
                 if g is None:  # no output depends on this level: its parameters and inputs get no gradient
                     del out
                     continue

@@ -17,6 +17,19 @@ Example (the README table)::
 
     .venv/bin/python tools/analysis/benchmark_backbone.py --channels 32 64 96 128 --layers 2 2 4 2 \
         --columns 4 8 16 --batch 2 --size 224 --plot work_dirs/benchmark/memory.png
+
+``--speed`` instead measures speed in one process, the compared models interleaved round by round (so that load
+from elsewhere hits both alike), median over ``--rounds``:
+
+- inference img/s, eager and ``torch.compile``d, RevCol (``--revcol-arch``, default T; eager both as is and after
+  ``switch_to_deploy``) vs mmpretrain ConvNeXt (``--convnext-arch``, default T), both returning the four
+  stride-4..32 maps, batch ``--infer-batch`` at ``--infer-size``; the first compiled call's time is printed too;
+- training step time, reversible vs not, at ``--columns`` with ``--channels``/``--layers``/``--batch``/``--size``.
+
+The issue-13 table (2 threads, quiet machine)::
+
+    .venv/bin/python tools/analysis/benchmark_backbone.py --speed --threads 2 --infer-batch 8 --infer-size 224 \
+        --channels 32 64 96 128 --layers 2 2 4 2 --columns 4 8 16 --batch 2 --size 224 --rounds 5
 """
 import argparse
 import json
@@ -24,6 +37,9 @@ import os
 import subprocess
 import sys
 import time
+
+# this checkout's mmrevcol, also without `pip install -e .`
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..')))
 
 MODES = {
     'plain': dict(reversible=False, with_cp=False),
@@ -49,6 +65,15 @@ def parse_args(argv=None):
     p.add_argument('--plot', default=None, help='save a memory-vs-columns plot (PNG)')
     p.add_argument('--json', default=None, help='save the raw results')
     p.add_argument('--_one', default=None, help=argparse.SUPPRESS)  # internal: one measurement as JSON
+    speed = p.add_argument_group('--speed: inference vs ConvNeXt, eager and compiled; training rev vs plain')
+    speed.add_argument('--speed', action='store_true', help='measure speed instead of memory')
+    speed.add_argument('--revcol-arch', default='tiny', help='RevCol arch name or JSON dict')
+    speed.add_argument('--convnext-arch', default='tiny', help='mmpretrain ConvNeXt arch name or JSON dict')
+    speed.add_argument('--infer-batch', type=int, default=8)
+    speed.add_argument('--infer-size', type=int, default=224)
+    speed.add_argument('--rounds', type=int, default=5, help='interleaved timed rounds (median)')
+    speed.add_argument('--no-compile', action='store_true', help='skip the torch.compile rows')
+    speed.add_argument('--no-train', action='store_true', help='skip the training rows')
     return p.parse_args(argv)
 
 
@@ -202,8 +227,134 @@ def plot(results, args, path):
     print(f'plot saved to {path}')
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# --speed
+
+
+def _arch(value: str):
+    return json.loads(value) if value.lstrip().startswith('{') else value
+
+
+def _interleaved(fns: dict, rounds: int, sync) -> dict:
+    """Median seconds per call of each function, called in turn round by round (after one warm-up call each)."""
+    import statistics
+    for fn in fns.values():
+        fn()
+    times = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def speed(args) -> dict:
+    import copy
+
+    import torch
+    from mmpretrain.models import ConvNeXt
+
+    from mmrevcol.models import RevCol
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+
+    def sync():
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
+
+    results = dict(inference={}, compile_s={}, training=[])
+    torch.manual_seed(0)
+    revcol = RevCol(arch=_arch(args.revcol_arch), out_indices=(0, 1, 2, 3)).to(device).eval()
+    deploy = copy.deepcopy(revcol)
+    deploy.switch_to_deploy()
+    convnext = ConvNeXt(arch=_arch(args.convnext_arch), out_indices=(0, 1, 2, 3), gap_before_final_norm=False)
+    convnext.to(device)
+    convnext.eval()  # mmpretrain's ConvNeXt.train() returns None: no chaining
+    img = torch.randn(args.infer_batch, 3, args.infer_size, args.infer_size, device=device)
+    models = {'RevCol': revcol, 'RevCol deploy': deploy, 'ConvNeXt': convnext}
+
+    def call(model):
+        def run():
+            with torch.no_grad():
+                model(img)
+        return run
+
+    fns = {f'{k} eager': call(m) for k, m in models.items()}
+    if not args.no_compile:
+        for k in ('RevCol deploy', 'ConvNeXt'):
+            compiled = torch.compile(models[k])
+            sync()
+            t0 = time.perf_counter()
+            call(compiled)()
+            sync()
+            results['compile_s'][k] = time.perf_counter() - t0
+            print(f'  compiled {k}: first call {results["compile_s"][k]:.1f} s', flush=True)
+            fns[f'{k} compiled'] = call(compiled)
+    for k, t in _interleaved(fns, args.rounds, sync).items():
+        results['inference'][k] = args.infer_batch / t
+        print(f'  {k}: {args.infer_batch / t:.2f} img/s', flush=True)
+
+    if not args.no_train:
+        x = torch.randn(args.batch, 3, args.size, args.size, device=device)
+        for n in args.columns:
+            arch = dict(channels=args.channels, layers=args.layers, num_columns=n)
+            pair = {}
+            for mode in ('plain', 'reversible'):
+                torch.manual_seed(0)
+                model = RevCol(arch=arch, kernel_size=args.kernel_size, drop_path_rate=args.drop_path,
+                               **MODES[mode]).to(device).train()
+
+                def step(model=model):
+                    model.zero_grad(set_to_none=True)
+                    sum(o.float().mean() for o in model(x)).backward()
+                pair[mode] = step
+            t = _interleaved(pair, args.rounds, sync)
+            row = dict(columns=n, plain_s=t['plain'], reversible_s=t['reversible'])
+            results['training'].append(row)
+            print(f"  training columns={n}: plain {t['plain']:.3f} s  reversible {t['reversible']:.3f} s  "
+                  f"({t['reversible'] / t['plain']:.2f}x)", flush=True)
+    return results
+
+
+def print_speed(results, args):
+    inf = results['inference']
+    print(f'\nInference, batch {args.infer_batch}, {args.infer_size}x{args.infer_size}, device={args.device}, '
+          f'threads={args.threads or "default"}: RevCol {args.revcol_arch} vs ConvNeXt {args.convnext_arch} (img/s)')
+    print('| mode | RevCol | RevCol deploy | ConvNeXt | RevCol deploy / ConvNeXt | first compiled call (s) |')
+    print('|---|---|---|---|---|---|')
+    for mode in ('eager', 'compiled'):
+        if f'ConvNeXt {mode}' not in inf:
+            continue
+        rev = inf.get(f'RevCol {mode}')
+        comp = results['compile_s']
+        first = (f"RevCol {comp['RevCol deploy']:.0f} / ConvNeXt {comp['ConvNeXt']:.0f}" if mode == 'compiled'
+                 else '-')
+        print(f"| {mode} | {f'{rev:.2f}' if rev else '-'} | {inf[f'RevCol deploy {mode}']:.2f} | "
+              f"{inf[f'ConvNeXt {mode}']:.2f} | {inf[f'RevCol deploy {mode}'] / inf[f'ConvNeXt {mode}']:.2f}x | "
+              f'{first} |')
+    if results['training']:
+        print(f'\nTraining step, RevCol channels={args.channels} layers={args.layers}, batch {args.batch}, '
+              f'{args.size}x{args.size} (s)')
+        print('| columns | plain | reversible | rev / plain |')
+        print('|---|---|---|---|')
+        for r in results['training']:
+            print(f"| {r['columns']} | {r['plain_s']:.3f} | {r['reversible_s']:.3f} | "
+                  f"{r['reversible_s'] / r['plain_s']:.2f}x |")
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.speed:
+        results = speed(args)
+        print_speed(results, args)
+        if args.json:
+            with open(args.json, 'w') as f:
+                json.dump(dict(args=vars(args), results=results), f, indent=1)
+        return results
     if args._one:
         mode, n = args._one.split(':')
         print(json.dumps(measure_one(args, mode, int(n))))

@@ -17,7 +17,7 @@ from mmpretrain.models.backbones.convnext import ConvNeXtBlock
 from torch import Tensor, nn
 
 from ...checkpoint import check_init_cfg, load_pretrained
-from ..reversible import clamp_abs_, column_forward, reversible_columns
+from ..reversible import column_forward, reversible_columns
 
 NUM_LEVELS = 4
 
@@ -76,6 +76,51 @@ class Fusion(nn.Module):
         return x
 
 
+def _mkldnn_linear_available() -> bool:
+    try:
+        return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, '_linear_pointwise')
+    except (AttributeError, RuntimeError):
+        return False
+
+
+_MKLDNN_LINEAR = _mkldnn_linear_available()
+
+
+def fast_inference_ok(x: Tensor) -> bool:
+    """Eager fp32 CPU inference without autograd: where :func:`fast_block_forward` may replace the blocks.
+
+    Never while tracing, compiling or exporting: the fused ops are oneDNN's private ones (the same ones Inductor's
+    CPU backend emits), which exporters don't know; there the standard ops run and the compiler fuses them.
+    """
+    return (_MKLDNN_LINEAR and x.device.type == 'cpu' and x.dtype == torch.float32
+            and not (torch.is_grad_enabled() and x.requires_grad) and not torch.is_autocast_enabled('cpu')
+            and not torch.jit.is_tracing() and not torch.jit.is_scripting() and not torch.compiler.is_compiling()
+            and not torch.compiler.is_exporting())
+
+
+def fast_block_forward(block: ConvNeXtBlock, x: Tensor) -> Tensor:
+    """mmpretrain's ``ConvNeXtBlock.forward`` (eval, linear pointwise convs) with oneDNN's fused ops: the first
+    linear layer computes GELU in its epilogue and, once ``gamma`` is folded (``switch_to_deploy``), the second one
+    adds the shortcut in its own. Same function; two or three passes over the block's activations fewer."""
+    n, c, h, w = x.shape
+    y = block.depthwise_conv(x).permute(0, 2, 3, 1)  # channels-last in: (N, H, W, C) contiguous, no copy
+    norm = block.norm
+    y = F.layer_norm(y, norm.normalized_shape, norm.weight, norm.bias, norm.eps).reshape(-1, c)
+    fc1, fc2 = block.pointwise_conv1, block.pointwise_conv2
+    y = torch.ops.mkldnn._linear_pointwise(y, fc1.weight, fc1.bias, 'gelu', [], block.act.approximate)
+    shortcut = x.permute(0, 2, 3, 1).reshape(-1, c)
+    if block.gamma is None:
+        y = torch.ops.mkldnn._linear_pointwise.binary(y, shortcut, fc2.weight, fc2.bias, 'add')
+    else:
+        y = torch.addcmul(shortcut, F.linear(y, fc2.weight, fc2.bias), block.gamma)
+    return y.view(n, h, w, c).permute(0, 3, 1, 2)
+
+
+def _fusable(block: nn.Module) -> bool:
+    return (isinstance(block, ConvNeXtBlock) and block.linear_pw_conv and block.grn is None
+            and isinstance(block.act, nn.GELU) and isinstance(block.pointwise_conv1, nn.Linear))
+
+
 class Level(nn.Module):
     """Fusion followed by ConvNeXt blocks with a ``kernel_size`` depthwise conv."""
 
@@ -91,9 +136,16 @@ class Level(nn.Module):
                 drop_path_rate=drop_path_rates[b],
                 layer_scale_init_value=layer_scale_init_value) for b in range(num_blocks)
         ])
+        self.fusable = all(_fusable(b) for b in self.blocks)
 
     def forward(self, down_input: Tensor, *prev_inputs: Tensor) -> Tensor:
-        return self.blocks(self.fusion(down_input, *prev_inputs))
+        x = self.fusion(down_input, *prev_inputs)
+        if self.fusable and not self.training and fast_inference_ok(x) and not (
+                torch.is_grad_enabled() and any(p.requires_grad for p in self.blocks.parameters())):
+            for block in self.blocks:
+                x = fast_block_forward(block, x)
+            return x
+        return self.blocks(x)
 
 
 class Column(nn.Module):
@@ -217,6 +269,7 @@ class RevCol(BaseModule):
             Column(self.channels, self.layers, kernel_size, i == 0, dpr, top_fusion, alpha_init)
             for i in range(self.num_columns)
         ])
+        self.deploy = False
         self._freeze_stages()
 
     # ---------------------------------------------------------------------------------------------------------
@@ -248,9 +301,6 @@ class RevCol(BaseModule):
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
         if x.dim() != 4 or x.shape[-2] < 32 or x.shape[-1] < 32:
             raise ValueError(f'RevCol expects (N, C, H, W) images with H, W >= 32, got {tuple(x.shape)}')
-        for column in self.columns[1:]:
-            for alpha in column.alpha:
-                clamp_abs_(alpha.data)
         x = self.stem(x)
         columns = list(self.columns)
         needs_grad = torch.is_grad_enabled() and (
@@ -272,6 +322,34 @@ class RevCol(BaseModule):
         # Internally channels-last; hand out standard NCHW-contiguous maps: some compiled ops downstream (mmcv's
         # CPU RoIAlign) read the raw memory as NCHW.
         return tuple(c[i].contiguous() for i in self.out_indices)
+
+    # ---------------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def switch_to_deploy(self) -> None:
+        """Fold what is constant at inference into the weights; the function is unchanged (up to rounding).
+
+        - Each ConvNeXt block's layer scale ``gamma`` goes into its second linear layer (``W * gamma``,
+          ``b * gamma``): one multiply over every block's output less.
+        - Conv weights are stored channels-last, the layout the feature maps have, so no conv converts its weight
+          on every call.
+
+        Irreversible, like mmpretrain's ``RepVGG.switch_to_deploy``: the state dict loses the ``gamma`` keys, so
+        load checkpoints (and train) before calling it.
+        """
+        if self.deploy:
+            return
+        for module in self.modules():
+            if isinstance(module, ConvNeXtBlock) and module.gamma is not None:
+                fc = module.pointwise_conv2
+                gamma = module.gamma.detach()
+                fc.weight.mul_(gamma.view(-1, *([1] * (fc.weight.dim() - 1))))
+                if fc.bias is not None:
+                    fc.bias.mul_(gamma)
+                del module.gamma
+                module.gamma = None
+            elif isinstance(module, nn.Conv2d) and module.weight.dim() == 4:
+                module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last)
+        self.deploy = True
 
     # ---------------------------------------------------------------------------------------------------------
     def _frozen_modules(self):
