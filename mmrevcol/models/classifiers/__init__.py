@@ -1,0 +1,3 @@
+from .revcol_classifier import RevColClassifier, RevColClsHead, RevColDecoder
+
+__all__ = ['RevColClassifier', 'RevColClsHead', 'RevColDecoder']
