@@ -1,12 +1,13 @@
 from mmengine.registry import MODELS
 
-from .backbones import RevCol
+from .backbones import RevCol, RevColViT
 from .classifiers import RevColClassifier, RevColClsHead
 
 # Registered in mmengine's root registry: mmdet, mmseg and mmpretrain registries fall back to their parent, so
 # `type='RevCol'` resolves under any of their default scopes.
 MODELS.register_module(module=RevCol)
+MODELS.register_module(module=RevColViT)
 MODELS.register_module(module=RevColClassifier)
 MODELS.register_module(module=RevColClsHead)
 
-__all__ = ['RevCol', 'RevColClassifier', 'RevColClsHead']
+__all__ = ['RevCol', 'RevColViT', 'RevColClassifier', 'RevColClsHead']

@@ -1,3 +1,4 @@
 from .revcol import RevCol
+from .revcol_vit import RevColViT
 
-__all__ = ['RevCol']
+__all__ = ['RevCol', 'RevColViT']
