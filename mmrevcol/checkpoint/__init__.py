@@ -7,6 +7,7 @@ from .core import (CheckpointMismatchError, Layout, check_state_dict, detect_lay
                    layout_of, load_pretrained, prepare_state_dict, read_checkpoint, register_layout,
                    registered_layouts, strip_prefixes, to_backbone_state_dict)
 from .kernel_padding import DEFAULT_SEED, DEFAULT_STD, depthwise_kernel_size, pad_kernel, pad_kernels
+from . import revcol_vit  # noqa: F401  (registers the RevColViT layout)
 from .revcol import _BACKBONE_KEY, REVCOL_LAYOUT, convert_key, convert_revcol, describe_arch, to_revcol_state_dict
 
 __all__ = [

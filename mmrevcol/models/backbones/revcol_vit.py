@@ -208,7 +208,6 @@ class RevColViT(BaseModule):
         if self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained':
             # strictly, through the loading policy (layout: mmrevcol/checkpoint/revcol_vit.py)
             from ...checkpoint import load_pretrained
-            from ...checkpoint import revcol_vit  # noqa: F401  (registers the RevColViT layout)
             load_pretrained(self, self.init_cfg['checkpoint'], prefix=self.init_cfg.get('prefix'),
                             map_location=self.init_cfg.get('map_location', 'cpu'))
             self._is_init = True
