@@ -1,14 +1,17 @@
 """configs/revcol_cls/: the official ImageNet-1k recipe, and (with a tiny RevCol) one training step with Mixup/CutMix
 and intermediate supervision, the optimizer built from the config, and a prediction."""
 import copy
+import sys
 
+import numpy as np
 import pytest
 import torch
+from mmengine.hooks import Hook
 from mmengine.optim import build_optim_wrapper
 from mmpretrain.structures import DataSample
 
 from mmrevcol.models.backbones.revcol import RevCol
-from test_configs import CONFIG_DIR, build_model, load
+from test_configs import CONFIG_DIR, REPO, build_model, load
 
 # size: arch, drop path, gradient clipping, final lr (official configs/revcol_*_1k.yaml; L: B's recipe, paper dpr)
 RECIPE = {
@@ -21,8 +24,8 @@ TINY = dict(channels=[8, 16, 24, 32], layers=[1, 1, 1, 1], num_columns=4)
 
 
 def test_every_config_is_tested():
-    assert sorted(p.name for p in (CONFIG_DIR / 'revcol_cls').glob('*.py')) == [
-        f'revcol_{s}_in1k.py' for s in sorted(RECIPE)]
+    assert sorted(p.name for p in (CONFIG_DIR / 'revcol_cls').glob('*.py')) == sorted(
+        [f'revcol_{s}_in1k.py' for s in RECIPE] + ['revcol_mini_coco_crops.py', 'upernet_revcol_mini_camvid_ft.py'])
 
 
 @pytest.mark.parametrize('size', sorted(RECIPE))
@@ -87,3 +90,112 @@ def test_config_trains_and_predicts(size):
     with torch.no_grad():
         preds = model.val_step(dict(inputs=inputs[:1], data_samples=samples[:1]))
     assert preds[0].pred_score.shape == (5, )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The pre-train -> convert/kernel-pad -> fine-tune flow (tools/pretrain_finetune.sh), reduced: real Runners, a few
+# iterations, the flow's own configs and tools.
+FLOW_ARCH = dict(channels=[8, 16, 24, 32], layers=[1, 1, 1, 1], num_columns=4)
+
+
+class SnapshotHook(Hook):
+    """The backbone's weights when the first training iteration starts (after every loading step)."""
+    priority = 'LOWEST'
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        if runner.iter == 0:
+            model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+            self.backbone = {k: v.detach().clone() for k, v in model.backbone.state_dict().items()}
+
+
+def write_crops(root, num=8, classes=('a', 'b', 'c')):
+    """A tiny set in coco_crops.py's output layout (random pixels: the flow's plumbing is under test here)."""
+    from PIL import Image
+    rng = np.random.RandomState(0)
+    (root / 'meta').mkdir(parents=True)
+    (root / 'train').mkdir()
+    lines = []
+    for i in range(num):
+        name = f'train/{i:04d}.jpg'
+        Image.fromarray(rng.randint(0, 255, (40 + i, 50, 3), dtype=np.uint8)).save(root / name)
+        lines.append(f'{name} {i % len(classes)}')
+    (root / 'meta' / 'train.txt').write_text('\n'.join(lines) + '\n')
+    (root / 'meta' / 'classes.txt').write_text('\n'.join(classes) + '\n')
+    return len(classes)
+
+
+def no_val(cfg):
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    cfg.test_cfg = cfg.test_dataloader = cfg.test_evaluator = None
+
+
+def test_pretrain_convert_finetune_flow(tmp_path):
+    from mmengine.runner import Runner
+    sys.path.insert(0, str(REPO / 'tools'))
+    from convert_checkpoint import convert
+
+    # 1. pre-train the classifier (intermediate supervision, reversible, EMA) for 2 iterations
+    crops = tmp_path / 'crops'
+    num_classes = write_crops(crops)
+    cfg = load('revcol_cls/revcol_mini_coco_crops.py')
+    cfg.model.backbone.arch = dict(FLOW_ARCH)
+    cfg.model.head.update(num_classes=num_classes, in_channels=FLOW_ARCH['channels'][-1])
+    cfg.data_preprocessor.num_classes = num_classes
+    ds = cfg.train_dataloader.dataset
+    ds.update(data_root=str(crops) + '/', classes=str(crops / 'meta' / 'classes.txt'))
+    cfg.train_dataloader.update(batch_size=4, num_workers=0)
+    cfg.train_cfg = dict(by_epoch=True, max_epochs=1)
+    cfg.param_scheduler = []
+    no_val(cfg)
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1)
+    cfg.work_dir = str(tmp_path / 'pretrain')
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    assert runner.iter == 2
+    pretrained_ckpt = tmp_path / 'pretrain' / 'epoch_1.pth'
+    ckpt = torch.load(str(pretrained_ckpt), map_location='cpu', weights_only=True)
+    assert 'ema_state_dict' in ckpt
+    pretrained = {k[len('backbone.'):]: v for k, v in ckpt['state_dict'].items() if k.startswith('backbone.')}
+    assert any(k.startswith('decoders.2.') for k in ckpt['state_dict'])  # the heads were trained and saved
+
+    # 2. convert + kernel-pad 3 -> 7 (heads dropped)
+    converted = tmp_path / 'revcol_mini_k7.pth'
+    meta = convert(str(pretrained_ckpt), str(converted), kernel_size=7)
+    assert meta['padded_kernels'] == sum(1 for k in pretrained if k.endswith('depthwise_conv.weight')) > 0
+
+    # 3. fine-tune UPerNet from it: at iteration 0 the backbone holds the pre-trained weights, padded kernels included
+    demo = pytest.importorskip('mmrevcol.demo_data').generate(str(tmp_path / 'seg'), num_train=2, num_val=1, size=64,
+                                                              verbose=False)
+    cfg = load('revcol_cls/upernet_revcol_mini_camvid_ft.py')
+    cfg.model.backbone.arch = dict(FLOW_ARCH)
+    cfg.model.backbone.init_cfg.checkpoint = str(converted)
+    cfg.model.decode_head.update(in_channels=FLOW_ARCH['channels'], channels=16)
+    cfg.model.auxiliary_head.update(in_channels=FLOW_ARCH['channels'][2], channels=8)
+    cfg.model.data_preprocessor.size = (64, 64)
+    ds = cfg.train_dataloader.dataset
+    ds.update(data_root=demo, img_suffix='.png')
+    ds.pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations', reduce_zero_label=False),
+                   dict(type='PackSegInputs')]
+    cfg.train_dataloader.update(batch_size=2, num_workers=0, persistent_workers=False)
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=1)
+    no_val(cfg)
+    cfg.param_scheduler = []
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False, interval=10)
+    cfg.work_dir = str(tmp_path / 'finetune')
+    runner = Runner.from_cfg(cfg)
+    snap = SnapshotHook()
+    runner.register_hook(snap)
+    runner.train()
+    got = snap.backbone
+    assert got.keys() == pretrained.keys()
+    for key, src in pretrained.items():
+        if key.endswith('depthwise_conv.weight'):
+            assert got[key].shape[-1] == 7 and torch.equal(got[key][..., 2:5, 2:5], src), key
+            pad = got[key].clone()
+            pad[..., 2:5, 2:5] = 0
+            assert 0 < pad.abs().max() < 1e-6, key  # N(0, 1e-7) padding
+        else:
+            assert torch.equal(got[key], src), key
+    # the layer-wise decay constructor was used
+    lrs = sorted({g['lr'] for g in runner.optim_wrapper.optimizer.param_groups})
+    assert len(lrs) > 3

@@ -154,6 +154,9 @@ class RevColClassifier(ImageClassifier):
         backbone = dict(backbone)
         backbone.setdefault('out_indices', (3, ))
         super().__init__(backbone=backbone, head=head, **kwargs)
+        if not hasattr(self.backbone, 'forward_columns'):
+            raise TypeError(f'RevColClassifier needs a RevCol backbone (forward_columns), got '
+                            f'{type(self.backbone).__name__}; use ImageClassifier with RevColClsHead for others')
         num_columns = self.backbone.num_columns
         self.taps = supervised_columns(num_columns) if intermediate_supervision else [num_columns - 1]
         n = len(self.taps)
