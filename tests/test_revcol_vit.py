@@ -66,17 +66,21 @@ def _grads(model, x, seed=0):
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize('drop_path', [0.0, 0.2])
-def test_reversible_gradients_match_plain(drop_path):
-    plain = randomise(RevColViT(TINY, img_size=64, drop_path_rate=drop_path, out_indices=(0, 1, 2, 3))).train()
-    rev = RevColViT(TINY, img_size=64, drop_path_rate=drop_path, out_indices=(0, 1, 2, 3), reversible=True).train()
+@pytest.mark.parametrize('drop_path,dtype,tol', [(0.0, torch.float64, 1e-10), (0.2, torch.float64, 1e-10),
+                                                  (0.2, torch.float32, 1e-4)])
+def test_reversible_gradients_match_plain(drop_path, dtype, tol):
+    """Exact in float64 (drop path replayed); in float32 the reversible stream's rounding differs from plain
+    autograd's at the 1e-7 level, which the attention temperatures' gradients amplify to ~1e-5."""
+    plain = randomise(RevColViT(TINY, img_size=64, drop_path_rate=drop_path, out_indices=(0, 1, 2, 3)))
+    rev = RevColViT(TINY, img_size=64, drop_path_rate=drop_path, out_indices=(0, 1, 2, 3), reversible=True)
     rev.load_state_dict(plain.state_dict())
-    x = torch.randn(2, 3, 64, 48)
+    plain, rev = plain.to(dtype).train(), rev.to(dtype).train()
+    x = torch.randn(2, 3, 64, 48, generator=torch.Generator().manual_seed(0), dtype=dtype)
     gp, gr = _grads(plain, x), _grads(rev, x)
     assert gp.keys() == gr.keys() and len(gp) == len(list(plain.parameters()))
     for name in gp:
         err = ((gp[name] - gr[name]).abs().max() / gp[name].abs().max().clamp_min(1e-30)).item()
-        assert err < 1e-5, (name, err)
+        assert err < tol, (name, err)
 
 
 def test_reversible_memory_constant_in_columns():
