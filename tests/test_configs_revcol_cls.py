@@ -199,3 +199,36 @@ def test_pretrain_convert_finetune_flow(tmp_path):
     # the layer-wise decay constructor was used
     lrs = sorted({g['lr'] for g in runner.optim_wrapper.optimizer.param_groups})
     assert len(lrs) > 3
+
+
+def test_coco_crops_builder(tmp_path):
+    """Boxes become crops (with margin, clipped), small/crowd boxes and rare classes are dropped, per-class caps
+    hold, and the train/val split is by image."""
+    import json
+    from PIL import Image
+    sys.path.insert(0, str(REPO / 'tools' / 'dataset_converters'))
+    from coco_crops import convert
+    src = tmp_path / 'coco'
+    (src / 'annotations').mkdir(parents=True)
+    (src / 'train2017').mkdir()
+    images, anns = [], []
+    for i in range(8):
+        Image.new('RGB', (100, 80), (i * 30, 0, 0)).save(src / 'train2017' / f'{i}.jpg')
+        images.append(dict(id=i, file_name=f'{i}.jpg', width=100, height=80))
+        anns += [dict(id=10 * i, image_id=i, category_id=1, bbox=[0, 0, 50, 40], iscrowd=0),
+                 dict(id=10 * i + 1, image_id=i, category_id=2, bbox=[60, 10, 30, 30], iscrowd=0),
+                 dict(id=10 * i + 2, image_id=i, category_id=2, bbox=[5, 5, 10, 10], iscrowd=0),  # too small
+                 dict(id=10 * i + 3, image_id=i, category_id=2, bbox=[5, 5, 40, 40], iscrowd=1)]  # crowd
+    anns.append(dict(id=999, image_id=0, category_id=3, bbox=[0, 0, 40, 40], iscrowd=0))  # a rare class
+    cats = [dict(id=1, name='dog'), dict(id=2, name='cat'), dict(id=3, name='yak')]
+    (src / 'annotations' / 'instances_train2017.json').write_text(
+        json.dumps(dict(images=images, annotations=anns, categories=cats)))
+    out = convert(str(src), str(tmp_path / 'crops'), min_size=24, min_per_class=3, max_per_class=6, margin=0.1,
+                  val_every=4)
+    assert out['classes'] == ['cat', 'dog'] and out['per_class'] == {'cat': (4, 2), 'dog': (4, 2)}
+    lines = (tmp_path / 'crops' / 'meta' / 'val.txt').read_text().split()
+    assert lines == ['val/000000000000_0.jpg', '1', 'val/000000000000_1.jpg', '0',  # images 0 and 4: val
+                     'val/000000000004_40.jpg', '1', 'val/000000000004_41.jpg', '0']
+    with Image.open(tmp_path / 'crops' / 'val' / '000000000000_0.jpg') as im:
+        assert im.size == (55, 44)  # 50x40 box + 10% margin each side, clipped at the image's top-left corner
+    assert (tmp_path / 'crops' / 'meta' / 'classes.txt').read_text().split() == ['cat', 'dog']
