@@ -84,7 +84,7 @@ def test_reversible_gradients_match_plain(drop_path, dtype, tol):
 
 
 def test_reversible_memory_constant_in_columns():
-    """Bytes autograd keeps for backward (deterministic): reversible 8 columns ~ 2 columns; plain grows."""
+    """Bytes autograd keeps for backward (deterministic): reversible 6 columns ~ 2 columns; plain grows."""
 
     def saved(n, reversible):
         m = RevColViT(dict(TINY, num_columns=n), img_size=64, reversible=reversible).train()
@@ -97,12 +97,12 @@ def test_reversible_memory_constant_in_columns():
             return t
 
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            out = m(torch.randn(2, 3, 64, 64))
+            out = m(torch.randn(1, 3, 64, 64))
         out[0].sum().backward()
         return sum(seen.values())
 
-    assert saved(8, True) <= 1.10 * saved(2, True)
-    assert saved(8, False) > 3 * saved(2, False)
+    assert saved(6, True) <= 1.10 * saved(2, True)
+    assert saved(6, False) > 2.5 * saved(2, False)
 
 
 # ----------------------------------------------------------------------------------------------------------------
