@@ -10,6 +10,7 @@ from .core import (CheckpointMismatchError, Layout, atomic_save, check_state_dic
 from .hiri_vit import HIRI_VIT_LAYOUT  # noqa: F401  (registers the HIRI-ViT layout)
 from .init_cfg import StrictPretrainedInit, check_init_cfg, check_model_init_cfgs
 from .kernel_padding import DEFAULT_SEED, DEFAULT_STD, depthwise_kernel_size, pad_kernel, pad_kernels
+from . import revcol_vit  # noqa: F401  (registers the RevColViT layout)
 from .revcol import _BACKBONE_KEY, REVCOL_LAYOUT, convert_key, convert_revcol, describe_arch, to_revcol_state_dict
 from .slak import SLAK_LAYOUT  # noqa: F401  (registers the SLaK layout)
 

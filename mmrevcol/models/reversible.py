@@ -32,7 +32,7 @@ again) and ``torch.autograd.grad`` w.r.t. intermediate activations inside the st
 (``torch.no_grad`` or nothing requiring grad) bypasses the Function entirely.
 """
 from contextlib import nullcontext
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -267,14 +267,20 @@ class ReversibleColumn(torch.autograd.Function):
                 *(param_grads[id(p)] for p in ctx.params))
 
 
-def reversible_columns(columns: Sequence[nn.Module], x: Tensor, replay_rng: bool) -> List[Tensor]:
+def reversible_columns(columns: Sequence[nn.Module], x: Tensor, replay_rng: bool,
+                       on_column: Optional[Callable[[int, Tuple[Tensor, ...]], None]] = None) -> List[Tensor]:
     """Run ``columns`` (the first is a first column) reversibly: only ``x`` and one column's states are kept.
 
     ``replay_rng``: drop path is active, so the RNG state before every level is kept for the recomputation.
+    ``on_column(index, levels)`` is called after each column, e.g. to take an intermediate column's output into a
+    loss (intermediate supervision): gradients reaching those outputs are added to the ones the next column hands
+    back. Only what the callback keeps stays alive, so memory grows with the outputs it takes, not with columns.
     """
     tape = _Tape()
     c: tuple = ()
     for index, column in enumerate(columns):
         params = [p for p in column.parameters() if p.requires_grad]
         c = ReversibleColumn.apply(column, tape, index, replay_rng, x, *c, *params)
+        if on_column is not None:
+            on_column(index, c)
     return list(c)

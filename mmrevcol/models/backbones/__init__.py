@@ -1,6 +1,7 @@
 from .hiri_vit import HIRIViT
 from .res_attention import ResidualAttentionNet
 from .revcol import RevCol
+from .revcol_vit import RevColViT
 from .slak import SLaK
 
-__all__ = ['HIRIViT', 'ResidualAttentionNet', 'RevCol', 'SLaK']
+__all__ = ['HIRIViT', 'ResidualAttentionNet', 'RevCol', 'RevColViT', 'SLaK']

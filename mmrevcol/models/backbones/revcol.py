@@ -323,6 +323,50 @@ class RevCol(BaseModule):
         # CPU RoIAlign) read the raw memory as NCHW.
         return tuple(c[i].contiguous() for i in self.out_indices)
 
+    def forward_columns(self, x: Tensor, taps: Sequence[int]) -> Tuple[Tuple[Tensor, ...], List[Tensor]]:
+        """``forward(x)`` plus the top level (stride 32) of the columns listed in ``taps``, for intermediate
+        supervision (:class:`mmrevcol.models.RevColClassifier`).
+
+        Every training mode works: in reversible mode the tapped outputs come out of the reversible stream and
+        the gradients they receive join the stream's backward, so memory grows with the taps, not with columns.
+
+        Returns:
+            tuple: (``forward(x)``'s outputs, the tapped top levels in the order of ``taps``).
+        """
+        if x.dim() != 4 or x.shape[-2] < 32 or x.shape[-1] < 32:
+            raise ValueError(f'RevCol expects (N, C, H, W) images with H, W >= 32, got {tuple(x.shape)}')
+        taps = [t % self.num_columns for t in taps]
+        tapped: Dict[int, Tensor] = {}
+
+        def tap(index: int, c: Sequence[Tensor]) -> None:
+            if index in taps:
+                tapped[index] = c[NUM_LEVELS - 1]
+
+        for column in self.columns[1:]:
+            for alpha in column.alpha:
+                clamp_abs_(alpha.data)
+        x = self.stem(x)
+        columns = list(self.columns)
+        needs_grad = torch.is_grad_enabled() and (
+            x.requires_grad or any(p.requires_grad for p in self.columns.parameters()))
+        if self.reversible and needs_grad:
+            replay_rng = self.training and self.drop_path_rate > 0
+            c = reversible_columns(columns[:-1], x, replay_rng, tap) if len(columns) > 1 else None
+            c = columns[-1](x, c)
+            tap(len(columns) - 1, c)
+        elif self.with_cp and needs_grad:
+            c: tuple = ()
+            for index, column in enumerate(columns):
+                c = cp.checkpoint(_column_fn(column), x, *c, use_reentrant=False)
+                tap(index, c)
+        else:
+            c = None
+            for index, column in enumerate(columns):
+                c = column(x, c)
+                tap(index, c)
+        outs = tuple(c[i].contiguous() for i in self.out_indices)
+        return outs, [tapped[t] for t in taps]
+
     # ---------------------------------------------------------------------------------------------------------
     @torch.no_grad()
     def switch_to_deploy(self) -> None:
