@@ -34,7 +34,8 @@ _RENAMES = [
     (re.compile(r'\.pwconv2\.'), '.pointwise_conv2.'),
 ]
 _BACKBONE_KEY = re.compile(r'^(stem\.|subnet\d+\.|columns\.\d+\.)')
-_FAMILY_KEY = re.compile(r'^(subnet\d+\.|columns\.\d+\.(alpha|levels)\.)')
+# A ConvNeXt-block column (RevColViT's columns have the same outer names but attention blocks).
+_FAMILY_KEY = re.compile(r'^(subnet\d+\.|columns\.\d+\.levels\.\d+\.blocks\.\d+\.(depthwise_conv|dwconv)\.)')
 
 
 def convert_key(key: str) -> Optional[str]:
