@@ -258,7 +258,8 @@ def test_test_tool_refuses_a_checkpoint_of_another_arch(tmp_path):
     import test as test_tool
     from test_tools import SEG_TINY, data_opts
     root = generate(str(tmp_path / 'demo'), num_train=2, num_val=2, size=64, verbose=False).rstrip('/') + '/'
-    opts = SEG_TINY + data_opts(root)
+    # a visualizer of its own: mmengine keeps one instance per name (config name + second) in the process
+    opts = SEG_TINY + data_opts(root) + ['visualizer.name=test_loading_policy']
     cfg = train.load_cfg(train.parse_args([SEG_DEMO, '--work-dir', str(tmp_path / 'w'), '--cfg-options', *opts,
                                            'model.backbone.arch.num_columns=3']))
     init_default_scope(cfg.default_scope)
