@@ -59,6 +59,9 @@ def test_upstream_test_py_show_dir(config, tmp_path):
     # mmdet paints into work_dir/<timestamp>/<show dir>, mmseg into <show dir> (relative to the cwd)
     show_dir = 'vis' if scope == 'mmdet' else str(tmp_path / 'vis')
     cfg = upstream_trigger_visualization_hook(cfg, show_dir)
+    # (not upstream: mmengine keeps one visualizer per name, <config>_<second>, per process; another test's
+    # Runner of the same config in the same second would hand this one its save_dir)
+    cfg.visualizer['name'] = f'upstream_show_dir_{tmp_path.name}'
     runner = Runner.from_cfg(cfg)
     runner.test()
 
