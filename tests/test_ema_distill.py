@@ -17,7 +17,9 @@ NUM_CLASSES = 3
 
 
 def classifier(alpha=0.3, augments=(dict(type='CutMix', alpha=1.0), ), probs=None):
+    from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS
+    init_default_scope('mmpretrain')  # an earlier test may have left another toolbox's scope
     torch.manual_seed(0)
     model = MODELS.build(dict(
         type='EMADistillClassifier', alpha=alpha,

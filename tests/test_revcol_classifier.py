@@ -23,6 +23,8 @@ MEAN, STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
 
 
 def classifier(num_columns=4, num_classes=NUM_CLASSES, init=True, **kwargs) -> RevColClassifier:
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmpretrain')  # its parts are built from the default scope's registry
     backbone = dict(type='RevCol', arch=dict(TINY, num_columns=num_columns))
     backbone.update(kwargs.pop('backbone', {}))
     head = dict(type='RevColClsHead', num_classes=num_classes, in_channels=TINY['channels'][-1])

@@ -299,29 +299,7 @@ class RevCol(BaseModule):
 
     # ---------------------------------------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
-        if x.dim() != 4 or x.shape[-2] < 32 or x.shape[-1] < 32:
-            raise ValueError(f'RevCol expects (N, C, H, W) images with H, W >= 32, got {tuple(x.shape)}')
-        x = self.stem(x)
-        columns = list(self.columns)
-        needs_grad = torch.is_grad_enabled() and (
-            x.requires_grad or any(p.requires_grad for p in self.columns.parameters()))
-        if self.reversible and needs_grad:
-            # The last column runs under plain autograd: its activations are needed at once by backward, so
-            # recomputing it would cost time and save nothing.
-            replay_rng = self.training and self.drop_path_rate > 0
-            c = reversible_columns(columns[:-1], x, replay_rng) if len(columns) > 1 else None
-            c = columns[-1](x, c)
-        elif self.with_cp and needs_grad:
-            c: tuple = ()
-            for column in columns:
-                c = cp.checkpoint(_column_fn(column), x, *c, use_reentrant=False)
-        else:
-            c = None
-            for column in columns:
-                c = column(x, c)
-        # Internally channels-last; hand out standard NCHW-contiguous maps: some compiled ops downstream (mmcv's
-        # CPU RoIAlign) read the raw memory as NCHW.
-        return tuple(c[i].contiguous() for i in self.out_indices)
+        return self.forward_columns(x, ())[0]
 
     def forward_columns(self, x: Tensor, taps: Sequence[int]) -> Tuple[Tuple[Tensor, ...], List[Tensor]]:
         """``forward(x)`` plus the top level (stride 32) of the columns listed in ``taps``, for intermediate
@@ -342,16 +320,15 @@ class RevCol(BaseModule):
             if index in taps:
                 tapped[index] = c[NUM_LEVELS - 1]
 
-        for column in self.columns[1:]:
-            for alpha in column.alpha:
-                clamp_abs_(alpha.data)
         x = self.stem(x)
         columns = list(self.columns)
         needs_grad = torch.is_grad_enabled() and (
             x.requires_grad or any(p.requires_grad for p in self.columns.parameters()))
         if self.reversible and needs_grad:
+            # The last column runs under plain autograd: its activations are needed at once by backward, so
+            # recomputing it would cost time and save nothing.
             replay_rng = self.training and self.drop_path_rate > 0
-            c = reversible_columns(columns[:-1], x, replay_rng, tap) if len(columns) > 1 else None
+            c = reversible_columns(columns[:-1], x, replay_rng, tap if taps else None) if len(columns) > 1 else None
             c = columns[-1](x, c)
             tap(len(columns) - 1, c)
         elif self.with_cp and needs_grad:
@@ -364,6 +341,8 @@ class RevCol(BaseModule):
             for index, column in enumerate(columns):
                 c = column(x, c)
                 tap(index, c)
+        # Internally channels-last; hand out standard NCHW-contiguous maps: some compiled ops downstream (mmcv's
+        # CPU RoIAlign) read the raw memory as NCHW.
         outs = tuple(c[i].contiguous() for i in self.out_indices)
         return outs, [tapped[t] for t in taps]
 
