@@ -326,8 +326,10 @@ def test_hiri_vit_s_flops_at_448():
 
 def test_mmpretrain_layer_decay_constructor_uses_get_layer_depth():
     """mmpretrain's LearningRateDecayOptimWrapperConstructor asks the classifier, which asks the backbone."""
+    from mmengine.registry import init_default_scope
     from mmpretrain.engine.optimizers import LearningRateDecayOptimWrapperConstructor
     from mmpretrain.registry import MODELS
+    init_default_scope('mmpretrain')  # an earlier test may have left another toolbox's scope
     model = MODELS.build(dict(type='ImageClassifier', backbone=dict(type='HIRIViT', arch=TINY),
                               neck=dict(type='GlobalAveragePooling'),
                               head=dict(type='LinearClsHead', num_classes=3, in_channels=40)))

@@ -505,12 +505,7 @@ class HIRIViT(BaseModule):
 
     # ---------------------------------------------------------------------------------------------------------
     def init_weights(self) -> None:
-        if self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained':
-            from ...checkpoint import load_pretrained
-            load_pretrained(self, self.init_cfg['checkpoint'], prefix=self.init_cfg.get('prefix'),
-                            map_location=self.init_cfg.get('map_location', 'cpu'))
-            self._is_init = True
-            return
+        # init_cfg=Pretrained: BaseModule.init_weights -> mmrevcol's strict initializer (mmrevcol.checkpoint.init_cfg)
         if self.init_cfg is None:
             # PVT / Wave-ViT initialisation (the hybrid family the paper builds on)
             for m in self.modules():

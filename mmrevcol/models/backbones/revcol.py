@@ -16,7 +16,7 @@ from mmengine.model.weight_init import trunc_normal_
 from mmpretrain.models.backbones.convnext import ConvNeXtBlock
 from torch import Tensor, nn
 
-from ...checkpoint import check_init_cfg, load_pretrained
+from ...checkpoint import check_init_cfg
 from ..reversible import column_forward, reversible_columns
 
 NUM_LEVELS = 4
@@ -398,11 +398,7 @@ class RevCol(BaseModule):
 
     # ---------------------------------------------------------------------------------------------------------
     def init_weights(self) -> None:
-        if self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained':
-            load_pretrained(self, self.init_cfg['checkpoint'], prefix=self.init_cfg.get('prefix'),
-                            map_location=self.init_cfg.get('map_location', 'cpu'))
-            self._is_init = True
-            return
+        # init_cfg=Pretrained: BaseModule.init_weights -> mmrevcol's strict initializer (mmrevcol.checkpoint.init_cfg)
         if self.init_cfg is None:
             # Official pre-training init: trunc-normal(0.02) for convs and linears, zero bias.
             for m in self.modules():

@@ -205,13 +205,7 @@ class RevColViT(BaseModule):
         return arch
 
     def init_weights(self) -> None:
-        if self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained':
-            # strictly, through the loading policy (layout: mmrevcol/checkpoint/revcol_vit.py)
-            from ...checkpoint import load_pretrained
-            load_pretrained(self, self.init_cfg['checkpoint'], prefix=self.init_cfg.get('prefix'),
-                            map_location=self.init_cfg.get('map_location', 'cpu'))
-            self._is_init = True
-            return
+        # init_cfg=Pretrained: BaseModule.init_weights -> mmrevcol's strict initializer (mmrevcol.checkpoint.init_cfg)
         if self.init_cfg is not None:
             super().init_weights()
             return
