@@ -3,6 +3,7 @@
 Used by every writer of checkpoints: ``SafeCheckpointHook`` (through mmengine's ``atomic_local`` file backend)
 and :func:`mmrevcol.checkpoint.atomic_save` (``tools/convert_checkpoint.py`` and the other tools).
 """
+import contextlib
 import os
 import os.path as osp
 import uuid
@@ -16,9 +17,8 @@ def _fsync_dir(dirname: str) -> None:
     except OSError:  # e.g. Windows cannot open a folder; the rename is still atomic there
         return
     try:
-        os.fsync(fd)
-    except OSError:
-        pass
+        with contextlib.suppress(OSError):  # some file systems refuse fsync on a folder
+            os.fsync(fd)
     finally:
         os.close(fd)
 
@@ -51,10 +51,8 @@ def _publish(tmp: str, path: str) -> None:
 
 
 def remove_quietly(path: str) -> None:
-    try:
+    with contextlib.suppress(OSError):  # already gone
         os.unlink(path)
-    except OSError:
-        pass
 
 
 def atomic_write(path: str, data: bytes) -> None:
