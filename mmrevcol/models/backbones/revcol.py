@@ -12,11 +12,11 @@ import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmengine.model import BaseModule
-from mmengine.model.weight_init import trunc_normal_
 from mmpretrain.models.backbones.convnext import ConvNeXtBlock
 from torch import Tensor, nn
 
 from ...checkpoint import check_init_cfg
+from ..layers.weight_init import convnext_init_
 from ..reversible import column_forward, reversible_columns
 
 NUM_LEVELS = 4
@@ -400,12 +400,7 @@ class RevCol(BaseModule):
     def init_weights(self) -> None:
         # init_cfg=Pretrained: BaseModule.init_weights -> mmrevcol's strict initializer (mmrevcol.checkpoint.init_cfg)
         if self.init_cfg is None:
-            # Official pre-training init: trunc-normal(0.02) for convs and linears, zero bias.
-            for m in self.modules():
-                if isinstance(m, (nn.Conv2d, nn.Linear)):
-                    trunc_normal_(m.weight, std=.02)
-                    if m.bias is not None:
-                        nn.init.zeros_(m.bias)
+            convnext_init_(self)  # official from-scratch init
             self._is_init = True
             return
         super().init_weights()

@@ -20,6 +20,7 @@ from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 from torch import Tensor, nn
 
+from ..layers.weight_init import convnext_init_
 from ..reversible import clamp_abs_, column_forward, reversible_columns
 
 NUM_LEVELS = 4
@@ -209,11 +210,7 @@ class RevColViT(BaseModule):
         if self.init_cfg is not None:
             super().init_weights()
             return
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                trunc_normal_(m.weight, std=.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        convnext_init_(self)  # official from-scratch init
         trunc_normal_(self.pos_embed, std=.02)
         with torch.no_grad():  # BEiT: scale each residual branch's output projection by its depth
             for column in self.columns:

@@ -9,13 +9,13 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.model import BaseModule
-from mmengine.model.weight_init import trunc_normal_
 from mmpretrain.models.backbones.convnext import ConvNeXtBlock
 from mmpretrain.models.utils import LayerNorm2d
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..layers.large_kernel import LargeKernelConv
+from ..layers.weight_init import convnext_init_
 
 NUM_STAGES = 4
 # Official stage-wise decay: ``num_layers=6`` in the configs, ``num_layers + 2`` ids in the constructor (ConvNeXt's
@@ -201,12 +201,7 @@ class SLaK(BaseModule):
     def init_weights(self) -> None:
         # init_cfg=Pretrained: BaseModule.init_weights -> mmrevcol's strict initializer (mmrevcol.checkpoint.init_cfg)
         if self.init_cfg is None:
-            # Official init: trunc-normal(0.02) for convs and linears, zero bias (BN/LN keep weight 1, bias 0).
-            for m in self.modules():
-                if isinstance(m, (nn.Conv2d, nn.Linear)):
-                    trunc_normal_(m.weight, std=.02)
-                    if m.bias is not None:
-                        nn.init.zeros_(m.bias)
+            convnext_init_(self)  # official from-scratch init
             self._is_init = True
             return
         super().init_weights()
