@@ -103,6 +103,28 @@ def _reset_peak_rss() -> None:
         f.write('5')  # resets the peak resident set size (Linux >= 4.0)
 
 
+def sync_device(device) -> None:
+    import torch
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def peak_memory(step, device) -> int:
+    """Bytes ``step()`` adds at its peak: CUDA allocator peak, or on CPU the process's peak RSS above its start."""
+    import torch
+    sync_device(device)
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        step()
+        sync_device(device)
+        return torch.cuda.max_memory_allocated(device) - base
+    base = _rss_bytes()
+    _reset_peak_rss()
+    step()
+    return _peak_rss_bytes() - base
+
+
 def measure_one(args, mode: str, num_columns: int) -> dict:
     import torch
 
@@ -126,21 +148,10 @@ def measure_one(args, mode: str, num_columns: int) -> dict:
         loss.backward()
 
     def sync():
-        if device.type == 'cuda':
-            torch.cuda.synchronize(device)
+        sync_device(device)
 
     def measure_peak(set_to_none):
-        sync()
-        if device.type == 'cuda':
-            torch.cuda.reset_peak_memory_stats(device)
-            base = torch.cuda.memory_allocated(device)
-            step(set_to_none)
-            sync()
-            return torch.cuda.max_memory_allocated(device) - base
-        base = _rss_bytes()
-        _reset_peak_rss()
-        step(set_to_none)
-        return _peak_rss_bytes() - base
+        return peak_memory(lambda: step(set_to_none), device)
 
     peak = measure_peak(set_to_none=True)  # first step: gradients are allocated inside it
     act = measure_peak(set_to_none=False)  # steady state: gradient buffers exist already

@@ -19,7 +19,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.dirname(os.path.dirname(HERE))]  # benchmark_backbone; this checkout's mmrevcol
-from benchmark_backbone import _cuda, _peak_rss_bytes, _reset_peak_rss, _rss_bytes  # noqa: E402
+from benchmark_backbone import _cuda, peak_memory, sync_device  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -67,21 +67,10 @@ def measure_one(args, mode: str, num_columns: int) -> dict:
         loss.backward()
 
     def sync():
-        if device.type == 'cuda':
-            torch.cuda.synchronize(device)
+        sync_device(device)
 
     def measure_peak(set_to_none):
-        sync()
-        if device.type == 'cuda':
-            torch.cuda.reset_peak_memory_stats(device)
-            base = torch.cuda.memory_allocated(device)
-            step(set_to_none)
-            sync()
-            return torch.cuda.max_memory_allocated(device) - base
-        base = _rss_bytes()
-        _reset_peak_rss()
-        step(set_to_none)
-        return _peak_rss_bytes() - base
+        return peak_memory(lambda: step(set_to_none), device)
 
     peak = measure_peak(True)
     act = measure_peak(False)
