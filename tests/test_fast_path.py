@@ -7,7 +7,7 @@ import torch
 
 from mmrevcol.checkpoint import to_revcol_state_dict
 from mmrevcol.models import RevCol
-from mmrevcol.models.backbones import revcol as revcol_module
+from mmrevcol.models.layers import fused_convnext
 
 ARCH = dict(channels=[8, 16, 24, 32], layers=[1, 2, 2, 1], num_columns=3)
 
@@ -30,24 +30,24 @@ def reduced(**kwargs):
 @pytest.fixture
 def count_fast(monkeypatch):
     calls = []
-    original = revcol_module.fast_block_forward
+    original = fused_convnext.fused_block_forward
 
     def counting(block, x):
         calls.append(1)
         return original(block, x)
 
-    monkeypatch.setattr(revcol_module, 'fast_block_forward', counting)
+    monkeypatch.setattr(fused_convnext, 'fused_block_forward', counting)
     return calls
 
 
 def standard_outputs(model, img, monkeypatch):
     with monkeypatch.context() as m:
-        m.setattr(revcol_module, '_MKLDNN_LINEAR', False)
+        m.setattr(fused_convnext, '_enabled', False)
         with torch.no_grad():
             return model(img)
 
 
-@pytest.mark.skipif(not revcol_module._MKLDNN_LINEAR, reason='no oneDNN in this torch build')
+@pytest.mark.skipif(not fused_convnext.AVAILABLE, reason='no oneDNN in this torch build')
 @pytest.mark.parametrize('size', [(72, 100)])
 def test_fast_path_and_deploy_match_standard_path(size, count_fast, monkeypatch):
     model = reduced()

@@ -160,22 +160,81 @@ def test_misspelt_init_cfg_type_names_the_valid_ones():
         train.load_cfg(SimpleNamespace(config=_dump(cfg), launcher='none', cfg_options=None, work_dir=None))
 
 
-def test_pretrained_init_is_strict_for_other_libraries_backbones(tmp_path):
-    """init_cfg Pretrained of an mmpretrain backbone goes through the same policy: strict, head keys logged."""
+def test_strict_pretrained_opt_in_for_other_libraries_backbones(tmp_path):
+    """init_cfg Pretrained with strict=True on an mmpretrain backbone goes through the same policy: strict, head keys
+    logged."""
     from mmpretrain.models.backbones import ConvNeXt
     arch = dict(depths=[1, 1, 1, 1], channels=[8, 16, 24, 32])
     src = ConvNeXt(arch=arch)
     weights = {f'backbone.{k}': v for k, v in src.state_dict().items()}
     weights['head.fc.weight'] = torch.randn(10, 32)  # a classifier's checkpoint
     torch.save({'state_dict': weights}, tmp_path / 'cls.pth')
-    dst = ConvNeXt(arch=arch, init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'cls.pth'),
-                                           prefix='backbone.'))
+    init = dict(type='Pretrained', checkpoint=str(tmp_path / 'cls.pth'), prefix='backbone.', strict=True)
+    dst = ConvNeXt(arch=arch, init_cfg=init)
     dst.init_weights()
     assert all(torch.equal(a, b) for a, b in zip(src.state_dict().values(), dst.state_dict().values()))
-    other = ConvNeXt(arch=dict(arch, channels=[8, 16, 24, 40]),
-                     init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'cls.pth'), prefix='backbone.'))
+    other = ConvNeXt(arch=dict(arch, channels=[8, 16, 24, 40]), init_cfg=init)
     with pytest.raises(CheckpointMismatchError, match=r'cls.pth: checkpoint does not match the ConvNeXt model'):
         other.init_weights()
+
+
+def test_strict_pretrained_is_not_undone_by_children_init_weights(tmp_path):
+    """The opt-in keeps the type name 'Pretrained', which mmengine and the libraries test for: mmengine applies it
+    after the children's own init, and ShuffleNetV2 skips its default init, so nothing overwrites the load."""
+    from mmpretrain.models.backbones import ShuffleNetV2
+    src = ShuffleNetV2(widen_factor=0.5)
+    with torch.no_grad():
+        for p in src.parameters():
+            p.uniform_(-1, 1)
+    torch.save({'state_dict': src.state_dict()}, tmp_path / 'shuffle.pth')
+    dst = ShuffleNetV2(widen_factor=0.5,
+                       init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'shuffle.pth'), strict=True))
+    dst.init_weights()
+    for (name, a), b in zip(src.state_dict().items(), dst.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+RESNET_LOAD = r"""
+import sys, torch
+if sys.argv[1] == 'plugin':
+    import mmrevcol  # noqa: F401
+from mmdet.registry import MODELS
+from mmengine.registry import init_default_scope
+init_default_scope('mmdet')
+model = MODELS.build(dict(type='ResNet', depth=18, init_cfg=dict(type='Pretrained', checkpoint=sys.argv[2])))
+model.init_weights()
+torch.save(model.state_dict(), sys.argv[3])
+"""
+
+
+@pytest.mark.parametrize('case', ['extra_fc', 'missing_layer4'])
+def test_unrelated_mmdet_resnet_loads_the_same_with_and_without_the_plugin(tmp_path, case):
+    """Importing mmrevcol must not change how an unrelated model loads its torchvision-style checkpoint: mmengine's
+    non-strict Pretrained stays mmengine's (extra ``fc.*`` keys ignored, missing ``layer4.1.*`` left at init)."""
+    import subprocess
+    import sys
+    from mmdet.models.backbones import ResNet
+    torch.manual_seed(0)
+    weights = ResNet(depth=18).state_dict()
+    if case == 'extra_fc':
+        weights['fc.weight'], weights['fc.bias'] = torch.randn(10, 512), torch.randn(10)
+    else:
+        weights = {k: v for k, v in weights.items() if not k.startswith('layer4.1.')}
+    torch.save(weights, tmp_path / 'tv.pth')
+    script = tmp_path / 'load.py'
+    script.write_text(RESNET_LOAD)
+    results = {}
+    for mode in ('plain', 'plugin'):
+        out = tmp_path / f'{mode}.pth'
+        proc = subprocess.run([sys.executable, str(script), mode, str(tmp_path / 'tv.pth'), str(out)],
+                              capture_output=True, text=True, cwd=str(REPO), timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        results[mode] = torch.load(out, weights_only=True)
+    loaded = {k for k in weights if not k.startswith('fc.')}
+    for key in loaded:  # the checkpoint's weights reached the model in both processes
+        assert torch.equal(results['plain'][key], weights[key]), key
+        assert torch.equal(results['plugin'][key], weights[key]), key
+    assert results['plain'].keys() == results['plugin'].keys()
 
 
 def test_readme_init_cfg_option_works_on_configs_without_init_cfg(tmp_path):

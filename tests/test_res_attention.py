@@ -180,7 +180,7 @@ def test_pretrained_loads_strictly(tmp_path):
 
 def test_layer_depth():
     model = tiny()
-    num = model.num_layer_ids
+    num = model.num_layer_ids()
     assert num == sum(len(s) for s in model.stages) + 2
     assert model.get_layer_depth('backbone.stem.0.weight', 'backbone.') == (0, num)
     assert model.get_layer_depth('backbone.stages.0.0.conv1.weight', 'backbone.') == (1, num)

@@ -15,7 +15,7 @@ from mmengine.runner import BaseLoop
 
 from ..checkpoint import prepare_model_checkpoint
 from ..checkpoint.core import LOAD_MODES
-from .layer_decay import unwrap_model
+from ..utils.model import unwrap_model
 
 
 def loading_mode(runner) -> str:

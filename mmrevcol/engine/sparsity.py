@@ -35,14 +35,10 @@ from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 from torch import Tensor, nn
 
+from ..utils.model import unwrap_model
+
 INITS = ('snip', 'erk', 'uniform', 'from_weights')
 _STATE_KEYS = ('momentum_buffer', 'exp_avg', 'exp_avg_sq', 'max_exp_avg_sq', 'square_avg', 'acc_delta', 'sum')
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    while isinstance(getattr(model, 'module', None), nn.Module):
-        model = model.module
-    return model
 
 
 def sparse_parameters(model: nn.Module, only_large_kernels: bool = False,
@@ -251,7 +247,7 @@ class DynamicSparsityHook(Hook):
 
         ``batch_loss`` (callable returning a scalar loss on one batch) is needed for ``init='snip'``.
         """
-        model = unwrap(model)
+        model = unwrap_model(model)
         self._params = sparse_parameters(model, self.only_large_kernels, self.prefix)
         if not self._params:
             raise ValueError('DynamicSparsityHook: no parameter to sparsify (no 2-D/4-D weights, or no large '
@@ -337,7 +333,7 @@ class DynamicSparsityHook(Hook):
         return [wrapper.optimizer]
 
     def before_train(self, runner) -> None:
-        model = unwrap(runner.model)
+        model = unwrap_model(runner.model)
 
         def batch_loss():
             # The extra batch must not shift the global RNGs (data augmentation): a resumed run, which restores

@@ -35,6 +35,7 @@ from contextlib import nullcontext
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
+import torch.utils.checkpoint
 from torch import Tensor, nn
 
 ALPHA_MIN = 1e-3
@@ -283,4 +284,46 @@ def reversible_columns(columns: Sequence[nn.Module], x: Tensor, replay_rng: bool
         c = ReversibleColumn.apply(column, tape, index, replay_rng, x, *c, *params)
         if on_column is not None:
             on_column(index, c)
+    return list(c)
+
+
+def _checkpointed(column: nn.Module):
+    # torch.utils.checkpoint wants tensors as positional args and a callable.
+    def run(x, *prev):
+        return tuple(column(x, prev if prev else None))
+
+    return run
+
+
+def run_columns(columns: Sequence[nn.Module], x: Tensor, reversible: bool = False, with_cp: bool = False,
+                replay_rng: bool = False,
+                on_column: Optional[Callable[[int, Sequence[Tensor]], None]] = None) -> List[Tensor]:
+    """Run a stack of columns in the cheapest mode that keeps the gradients exact; returns the last column's levels.
+
+    - ``reversible`` and a gradient is wanted: every column but the last through :func:`reversible_columns`; the
+      last runs under plain autograd (backward needs its activations at once, recomputing it would save nothing);
+    - ``with_cp`` and a gradient is wanted: each column checkpointed (recomputed in backward);
+    - otherwise (inference included) plain forwards, with no RNG snapshots.
+
+    ``on_column(index, levels)`` sees every column's output (intermediate supervision, statistics).
+    """
+    columns = list(columns)
+    needs_grad = torch.is_grad_enabled() and (
+        x.requires_grad or any(p.requires_grad for column in columns for p in column.parameters()))
+    notify = on_column or (lambda index, c: None)
+    if reversible and needs_grad:
+        c = reversible_columns(columns[:-1], x, replay_rng, on_column) if len(columns) > 1 else None
+        c = columns[-1](x, c)
+        notify(len(columns) - 1, c)
+        return list(c)
+    if with_cp and needs_grad:
+        c: tuple = ()
+        for index, column in enumerate(columns):
+            c = torch.utils.checkpoint.checkpoint(_checkpointed(column), x, *c, use_reentrant=False)
+            notify(index, c)
+        return list(c)
+    c = None
+    for index, column in enumerate(columns):
+        c = column(x, c)
+        notify(index, c)
     return list(c)

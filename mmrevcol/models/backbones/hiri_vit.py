@@ -31,9 +31,12 @@ import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks import DropPath
-from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
+from mmengine.registry import MODELS
 from torch import Tensor, nn
+
+from ..layers.norm import LayerNorm2d
+from .base import BaseBackbone
 
 BLOCK_TYPES = ('hr', 'cffn', 'transformer')
 DOWNSAMPLE_TYPES = ('irds_a', 'irds_b')
@@ -51,14 +54,6 @@ def conv_bn(in_channels: int, out_channels: int, kernel_size: int = 1, stride: i
     if act:
         layers.append(nn.GELU())
     return nn.Sequential(*layers)
-
-
-class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channels of an ``(N, C, H, W)`` map."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias,
-                            self.eps).permute(0, 3, 1, 2)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -315,7 +310,8 @@ def _norm_of(block_type: str, channels: int) -> nn.Module:
     return LayerNorm2d(channels, eps=1e-6) if block_type == 'transformer' else nn.BatchNorm2d(channels)
 
 
-class HIRIViT(BaseModule):
+@MODELS.register_module()
+class HIRIViT(BaseBackbone):
     """HIRI-ViT backbone for mmdet, mmseg and mmpretrain.
 
     Args:
@@ -364,27 +360,15 @@ class HIRIViT(BaseModule):
                  with_cp: bool = False,
                  norm_eval: bool = False,
                  init_cfg: Optional[dict] = None):
-        super().__init__(init_cfg=init_cfg)
-        self.arch = self.parse_arch(arch)
-        a = self.arch
+        arch = self.parse_arch(arch)
+        self.num_stages = len(arch['channels'])  # any number of stages >= 2 (the ablation's M-ViT has 4)
+        super().__init__(out_indices=out_indices, frozen_stages=frozen_stages, norm_eval=norm_eval,
+                         with_cp=with_cp, init_cfg=init_cfg)
+        self.arch = a = arch
         self.channels: List[int] = list(a['channels'])
         self.depths: List[int] = list(a['depths'])
         self.block_types: List[str] = list(a['block_types'])
-        self.num_stages = len(self.channels)
-        if isinstance(out_indices, int):
-            out_indices = [out_indices]
-        self.out_indices: List[int] = []
-        for i in out_indices:
-            if not -self.num_stages <= i < self.num_stages:
-                raise ValueError(f'out_indices must be in [{-self.num_stages}, {self.num_stages - 1}], '
-                                 f'got {list(out_indices)}')
-            self.out_indices.append(i % self.num_stages)
-        if not -1 <= frozen_stages <= self.num_stages:
-            raise ValueError(f'frozen_stages must be in [-1, {self.num_stages}], got {frozen_stages}')
-        self.frozen_stages = frozen_stages
         self.drop_path_rate = drop_path_rate
-        self.with_cp = with_cp
-        self.norm_eval = norm_eval
 
         stem_cls = HRStem if a['stem'] == 'hr' else ConvStem
         self.stem = stem_cls(in_channels, a['stem_channels'], self.channels[0])
@@ -480,76 +464,41 @@ class HIRIViT(BaseModule):
         return tuple(outs)
 
     # ---------------------------------------------------------------------------------------------------------
-    def _frozen_modules(self):
-        if self.frozen_stages >= 0:
-            yield self.stem
-        for i in range(max(self.frozen_stages, 0)):
-            yield self.stages[i]
-            if i in self.out_indices:
-                yield getattr(self, f'norm{i}')
+    def stem_modules(self) -> List[nn.Module]:
+        return [self.stem]
 
-    def _freeze_stages(self) -> None:
-        for module in self._frozen_modules():
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad = False
+    def stage_modules(self, index: int) -> List[nn.Module]:
+        norm = getattr(self, f'norm{index}', None)
+        return [self.stages[index]] + ([norm] if norm is not None else [])
 
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.eval()
-        return self
+    def init_from_scratch(self) -> None:
+        # PVT / Wave-ViT initialisation (the hybrid family the paper builds on)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                trunc_normal_(m.weight, std=.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Conv2d):
+                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+                nn.init.normal_(m.weight, 0, math.sqrt(2.0 / fan_out))
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     # ---------------------------------------------------------------------------------------------------------
-    def init_weights(self) -> None:
-        # init_cfg=Pretrained: BaseModule.init_weights -> mmrevcol's strict initializer (mmrevcol.checkpoint.init_cfg)
-        if self.init_cfg is None:
-            # PVT / Wave-ViT initialisation (the hybrid family the paper builds on)
-            for m in self.modules():
-                if isinstance(m, nn.Linear):
-                    trunc_normal_(m.weight, std=.02)
-                    if m.bias is not None:
-                        nn.init.zeros_(m.bias)
-                elif isinstance(m, nn.Conv2d):
-                    fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
-                    nn.init.normal_(m.weight, 0, math.sqrt(2.0 / fan_out))
-                    if m.bias is not None:
-                        nn.init.zeros_(m.bias)
-            self._is_init = True
-            return
-        super().init_weights()
+    decay_types = ('layer_wise', 'stage_wise')
 
-    # ---------------------------------------------------------------------------------------------------------
-    @property
-    def num_layer_ids(self) -> int:
-        """Number of layer-wise depth ids: stem, one per block, and one for everything after the backbone."""
-        return sum(self.depths) + 2
+    def num_layer_ids(self, decay_type: str = 'layer_wise') -> int:
+        """``layer_wise``: stem, one per block, everything after the backbone; ``stage_wise``: stem, one per stage,
+        the rest."""
+        return sum(self.depths) + 2 if decay_type == 'layer_wise' else self.num_stages + 2
 
-    def get_layer_depth(self, param_name: str, prefix: str = '', decay_type: str = 'layer_wise'):
-        """Depth id of a parameter for layer-wise LR decay, and the number of ids.
-
-        ``layer_wise``: stem 0; block ``j`` of stage ``i`` ``sum(depths[:i]) + j + 1``; the downsampling that enters
-        stage ``i`` goes with its first block, the output norm ``norm{i}`` with its last block; anything outside
-        the backbone ``sum(depths) + 1``. ``stage_wise``: stem 0, stage ``i`` (downsampling, blocks, norm) ``i + 1``,
-        outside ``num_stages + 1``.
-
-        Returns:
-            Tuple[int, int]: (layer id, number of layer ids); lr scale is ``rate ** (num - id - 1)``.
-        """
-        if decay_type == 'stage_wise':
-            num = self.num_stages + 2
-        elif decay_type == 'layer_wise':
-            num = self.num_layer_ids
-        else:
-            raise ValueError(f"decay_type must be 'layer_wise' or 'stage_wise', got {decay_type!r}")
-        if not param_name.startswith(prefix):
-            return num - 1, num
-        parts = param_name[len(prefix):].split('.')
+    def layer_id(self, name: str, decay_type: str) -> int:
+        """``layer_wise``: stem 0; block ``j`` of stage ``i`` ``sum(depths[:i]) + j + 1``; the downsampling that
+        enters stage ``i`` goes with its first block, the output norm ``norm{i}`` with its last block. ``stage_wise``:
+        stem 0, stage ``i`` (downsampling, blocks, norm) ``i + 1``. Anything else the last id."""
+        parts = name.split('.')
         if parts[0] == 'stem':
-            return 0, num
+            return 0
         if parts[0] == 'stages':
             stage = int(parts[1])
             block = int(parts[3]) if parts[2] == 'blocks' else 0
@@ -557,7 +506,7 @@ class HIRIViT(BaseModule):
             stage = int(parts[0][4:])
             block = self.depths[stage] - 1
         else:
-            return num - 1, num
+            return self.num_layer_ids(decay_type) - 1
         if decay_type == 'stage_wise':
-            return stage + 1, num
-        return sum(self.depths[:stage]) + block + 1, num
+            return stage + 1
+        return sum(self.depths[:stage]) + block + 1

@@ -21,8 +21,11 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
+from mmengine.registry import MODELS
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
+
+from .base import BaseBackbone
 
 ATTENTIONS = ('mixed', 'channel', 'spatial')
 
@@ -149,7 +152,8 @@ class AttentionModule(BaseModule):
         return self.post((1 + self.mask(x)) * trunk)
 
 
-class ResidualAttentionNet(BaseModule):
+@MODELS.register_module()
+class ResidualAttentionNet(BaseBackbone):
     """Residual Attention Network backbone (Attention-56 / Attention-92).
 
     Stem (7x7 conv stride 2, BN, ReLU, 3x3 max-pool stride 2), then four stages at strides 4/8/16/32. Stage
@@ -159,7 +163,7 @@ class ResidualAttentionNet(BaseModule):
     ``ImageClassifier`` with ``GlobalAveragePooling`` and ``LinearClsHead``).
 
     Args:
-        arch (str | dict): ``'56'`` / ``'attention-56'`` (1/1/1 modules) or ``'92'`` / ``'attention-92'``
+        arch (str | int | dict): ``56`` / ``'56'`` / ``'attention-56'`` (1/1/1 modules) or ``92`` / ``'attention-92'``
             (1/2/3 modules), or a dict with keys ``num_modules`` and optionally ``stem_channels``, ``channels``
             (4 stage widths), ``p``, ``t``, ``r``, ``mask_downsamples``, ``num_last_units`` (defaults: the paper's
             ImageNet setting). Defaults to ``'56'``.
@@ -192,19 +196,10 @@ class ResidualAttentionNet(BaseModule):
                  norm_eval: bool = False,
                  with_cp: bool = False,
                  init_cfg: Optional[dict] = None):
-        super().__init__(init_cfg)
+        super().__init__(out_indices=out_indices, frozen_stages=frozen_stages, norm_eval=norm_eval,
+                         with_cp=with_cp, init_cfg=init_cfg)
         self.arch = self.parse_arch(arch)
         a = self.arch
-        if isinstance(out_indices, int):
-            out_indices = (out_indices, )
-        out_indices = tuple(i % self.num_stages for i in out_indices)
-        if not all(0 <= i < self.num_stages for i in out_indices):
-            raise ValueError(f'out_indices must be in [-4, 3], got {out_indices}')
-        if not -1 <= frozen_stages <= self.num_stages:
-            raise ValueError(f'frozen_stages must be in [-1, {self.num_stages}], got {frozen_stages}')
-        self.out_indices = out_indices
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
         self.attention = attention
         self.channels = tuple(a['channels'])
 
@@ -233,8 +228,10 @@ class ResidualAttentionNet(BaseModule):
         self._freeze_stages()
 
     @classmethod
-    def parse_arch(cls, arch: Union[str, Dict]) -> Dict:
-        """Full arch dict from a name (``'56'``, ``'attention-56'``, ``'Attention92'``) or a partial dict."""
+    def parse_arch(cls, arch: Union[str, int, Dict]) -> Dict:
+        """Full arch dict from a name (``56``, ``'56'``, ``'attention-56'``, ``'Attention92'``) or a partial dict."""
+        if isinstance(arch, int) and not isinstance(arch, bool):
+            arch = str(arch)
         if isinstance(arch, str):
             key = arch.lower().replace('attention', '').strip('-_ ')
             if key not in cls.arch_settings:
@@ -265,62 +262,31 @@ class ResidualAttentionNet(BaseModule):
                 outs.append(x.contiguous())  # NCHW-contiguous (mmcv's CPU RoIAlign assumes it)
         return tuple(outs)
 
-    def _freeze_stages(self) -> None:
-        modules: List[nn.Module] = []
-        if self.frozen_stages >= 0:
-            modules.append(self.stem)
-        modules += list(self.stages[:max(self.frozen_stages, 0)])
-        if self.frozen_stages >= self.num_stages:
-            modules.append(self.norm_out)
-        for m in modules:
-            m.eval()
-            for param in m.parameters():
-                param.requires_grad = False
+    def stem_modules(self) -> List[nn.Module]:
+        return [self.stem]
 
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
-        return self
+    def stage_modules(self, index: int) -> List[nn.Module]:
+        return [self.stages[index]] + ([self.norm_out] if index == self.num_stages - 1 else [])
 
-    def init_weights(self) -> None:
-        # init_cfg=Pretrained: BaseModule.init_weights -> mmrevcol's strict initializer (mmrevcol.checkpoint.init_cfg)
-        if self.init_cfg is None:
-            for m in self.modules():
-                if isinstance(m, nn.Conv2d):
-                    nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
-                elif isinstance(m, (_BatchNorm, nn.GroupNorm)) and m.weight is not None:
-                    nn.init.ones_(m.weight)
-                    nn.init.zeros_(m.bias)
-            self._is_init = True
-            return
-        super().init_weights()
+    def init_from_scratch(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
+            elif isinstance(m, (_BatchNorm, nn.GroupNorm)) and m.weight is not None:
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
 
     # ---------------------------------------------------------------------------------------------------------
-    @property
-    def num_layer_ids(self) -> int:
+    def num_layer_ids(self, decay_type: str = 'layer_wise') -> int:
         """Stem, one id per residual unit / Attention Module of the stages, and one for everything else."""
         return sum(len(s) for s in self.stages) + 2
 
-    def get_layer_depth(self, param_name: str, prefix: str = '') -> Tuple[int, int]:
-        """Depth id of a parameter for layer-wise LR decay (mmpretrain's ``get_layer_depth`` protocol).
-
-        Stem 0; block ``j`` of stage ``i`` (a residual unit or a whole Attention Module) ``1 + sum(len(stages[:i]))
-        + j``; ``norm_out`` and anything outside the backbone ``num - 1``.
-
-        Returns:
-            Tuple[int, int]: (layer id, number of layer ids).
-        """
-        num = self.num_layer_ids
-        if not param_name.startswith(prefix):
-            return num - 1, num
-        name = param_name[len(prefix):]
+    def layer_id(self, name: str, decay_type: str) -> int:
+        """Stem 0; block ``j`` of stage ``i`` (a residual unit or a whole Attention Module)
+        ``1 + sum(len(stages[:i])) + j``; ``norm_out`` and anything else the last id."""
         if name.startswith('stem.'):
-            return 0, num
+            return 0
         if name.startswith('stages.'):
             stage, block = (int(v) for v in name.split('.')[1:3])
-            return 1 + sum(len(s) for s in self.stages[:stage]) + block, num
-        return num - 1, num
+            return 1 + sum(len(s) for s in self.stages[:stage]) + block
+        return self.num_layer_ids(decay_type) - 1

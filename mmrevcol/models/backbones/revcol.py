@@ -10,28 +10,17 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-import torch.utils.checkpoint as cp
-from mmengine.model import BaseModule
+from mmengine.registry import MODELS
 from mmpretrain.models.backbones.convnext import ConvNeXtBlock
 from torch import Tensor, nn
 
-from ...checkpoint import check_init_cfg
+from ..layers import fused_convnext
+from ..layers.norm import LayerNorm2d
 from ..layers.weight_init import convnext_init_
-from ..reversible import column_forward, reversible_columns
+from ..reversible import column_forward
+from .base import ColumnBackbone
 
 NUM_LEVELS = 4
-
-
-class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channels of (N, C, H, W) tensors, left in channels-last memory.
-
-    Unlike mmpretrain's ``LayerNorm2d`` it does not copy the result back to NCHW layout: the whole stream then
-    stays channels-last, where the depthwise convs are faster and the blocks' ``permute`` to (N, H, W, C) is free.
-    """
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps)
-        return x.permute(0, 3, 1, 2)
 
 
 class UpFusion(nn.Module):
@@ -76,51 +65,6 @@ class Fusion(nn.Module):
         return x
 
 
-def _mkldnn_linear_available() -> bool:
-    try:
-        return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, '_linear_pointwise')
-    except (AttributeError, RuntimeError):
-        return False
-
-
-_MKLDNN_LINEAR = _mkldnn_linear_available()
-
-
-def fast_inference_ok(x: Tensor) -> bool:
-    """Eager fp32 CPU inference without autograd: where :func:`fast_block_forward` may replace the blocks.
-
-    Never while tracing, compiling or exporting: the fused ops are oneDNN's private ones (the same ones Inductor's
-    CPU backend emits), which exporters don't know; there the standard ops run and the compiler fuses them.
-    """
-    return (_MKLDNN_LINEAR and x.device.type == 'cpu' and x.dtype == torch.float32
-            and not (torch.is_grad_enabled() and x.requires_grad) and not torch.is_autocast_enabled('cpu')
-            and not torch.jit.is_tracing() and not torch.jit.is_scripting() and not torch.compiler.is_compiling()
-            and not torch.compiler.is_exporting())
-
-
-def fast_block_forward(block: ConvNeXtBlock, x: Tensor) -> Tensor:
-    """mmpretrain's ``ConvNeXtBlock.forward`` (eval, linear pointwise convs) with oneDNN's fused ops: the first
-    linear layer computes GELU in its epilogue and, once ``gamma`` is folded (``switch_to_deploy``), the second one
-    adds the shortcut in its own. Same function; two or three passes over the block's activations fewer."""
-    n, c, h, w = x.shape
-    y = block.depthwise_conv(x).permute(0, 2, 3, 1)  # channels-last in: (N, H, W, C) contiguous, no copy
-    norm = block.norm
-    y = F.layer_norm(y, norm.normalized_shape, norm.weight, norm.bias, norm.eps).reshape(-1, c)
-    fc1, fc2 = block.pointwise_conv1, block.pointwise_conv2
-    y = torch.ops.mkldnn._linear_pointwise(y, fc1.weight, fc1.bias, 'gelu', [], block.act.approximate)
-    shortcut = x.permute(0, 2, 3, 1).reshape(-1, c)
-    if block.gamma is None:
-        y = torch.ops.mkldnn._linear_pointwise.binary(y, shortcut, fc2.weight, fc2.bias, 'add')
-    else:
-        y = torch.addcmul(shortcut, F.linear(y, fc2.weight, fc2.bias), block.gamma)
-    return y.view(n, h, w, c).permute(0, 3, 1, 2)
-
-
-def _fusable(block: nn.Module) -> bool:
-    return (isinstance(block, ConvNeXtBlock) and block.linear_pw_conv and block.grn is None
-            and isinstance(block.act, nn.GELU) and isinstance(block.pointwise_conv1, nn.Linear))
-
-
 class Level(nn.Module):
     """Fusion followed by ConvNeXt blocks with a ``kernel_size`` depthwise conv."""
 
@@ -136,14 +80,13 @@ class Level(nn.Module):
                 drop_path_rate=drop_path_rates[b],
                 layer_scale_init_value=layer_scale_init_value) for b in range(num_blocks)
         ])
-        self.fusable = all(_fusable(b) for b in self.blocks)
+        self.fusable = all(fused_convnext.fusable(b) for b in self.blocks)
 
     def forward(self, down_input: Tensor, *prev_inputs: Tensor) -> Tensor:
         x = self.fusion(down_input, *prev_inputs)
-        if self.fusable and not self.training and fast_inference_ok(x) and not (
-                torch.is_grad_enabled() and any(p.requires_grad for p in self.blocks.parameters())):
+        if self.fusable and not self.training and fused_convnext.can_fuse(self.blocks, x):
             for block in self.blocks:
-                x = fast_block_forward(block, x)
+                x = fused_convnext.fused_block_forward(block, x)
             return x
         return self.blocks(x)
 
@@ -176,15 +119,8 @@ class Column(nn.Module):
         return column_forward(self, x, prev)
 
 
-def _column_fn(column: Column):
-    # torch.utils.checkpoint wants tensors as positional args and a callable.
-    def run(x, *prev):
-        return tuple(column(x, prev if prev else None))
-
-    return run
-
-
-class RevCol(BaseModule):
+@MODELS.register_module()
+class RevCol(ColumnBackbone):
     """RevCol backbone for mmdet, mmseg and mmpretrain.
 
     Args:
@@ -204,6 +140,8 @@ class RevCol(BaseModule):
             (0, 1, 2, 3).
         frozen_stages (int): -1 freezes nothing; 0 the stem; ``k >= 1`` the stem and levels ``0..k-1`` of every
             column (their fusion, blocks and alpha; put in eval mode). Defaults to -1.
+        norm_eval (bool): The base's BatchNorm switch; RevCol has only LayerNorms, so it changes nothing.
+            Defaults to False.
         alpha_init (float): Initial value of the reversible shortcut scales. Defaults to 0.5.
         kernel_pad_std (float): Std of the new entries when loading smaller pretrained kernels. Defaults to 1e-7.
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH[, prefix='backbone.'])`` loads an
@@ -230,9 +168,15 @@ class RevCol(BaseModule):
                  frozen_stages: int = -1,
                  alpha_init: float = 0.5,
                  kernel_pad_std: float = 1e-7,
+                 norm_eval: bool = False,
                  init_cfg: Optional[dict] = None):
-        check_init_cfg(init_cfg, 'RevCol init_cfg')
-        super().__init__(init_cfg=init_cfg)
+        if reversible and with_cp:
+            warnings.warn('RevCol: with_cp=True is ignored when reversible=True (the reversible engine already '
+                          'recomputes every column but the last in backward, keeping one column of activations); '
+                          'set with_cp=False to silence this', UserWarning, stacklevel=2)
+            with_cp = False
+        super().__init__(out_indices=out_indices, frozen_stages=frozen_stages, norm_eval=norm_eval,
+                         with_cp=with_cp, init_cfg=init_cfg)
         self.arch = self.parse_arch(arch)
         self.channels: List[int] = list(self.arch['channels'])
         self.layers: List[int] = list(self.arch['layers'])
@@ -243,22 +187,6 @@ class RevCol(BaseModule):
         self.kernel_pad_std = kernel_pad_std
         self.drop_path_rate = drop_path_rate
         self.reversible = reversible
-        if reversible and with_cp:
-            warnings.warn('RevCol: with_cp=True is ignored when reversible=True (the reversible engine already '
-                          'recomputes every column but the last in backward, keeping one column of activations); '
-                          'set with_cp=False to silence this', UserWarning, stacklevel=2)
-            with_cp = False
-        self.with_cp = with_cp
-        if isinstance(out_indices, int):
-            out_indices = [out_indices]
-        self.out_indices = []
-        for i in out_indices:
-            if not -NUM_LEVELS <= i < NUM_LEVELS:
-                raise ValueError(f'out_indices must be in [-4, 3], got {list(out_indices)}')
-            self.out_indices.append(i % NUM_LEVELS)
-        if not -1 <= frozen_stages <= NUM_LEVELS:
-            raise ValueError(f'frozen_stages must be in [-1, {NUM_LEVELS}], got {frozen_stages}')
-        self.frozen_stages = frozen_stages
 
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, self.channels[0], kernel_size=4, stride=4),
@@ -320,27 +248,7 @@ class RevCol(BaseModule):
             if index in taps:
                 tapped[index] = c[NUM_LEVELS - 1]
 
-        x = self.stem(x)
-        columns = list(self.columns)
-        needs_grad = torch.is_grad_enabled() and (
-            x.requires_grad or any(p.requires_grad for p in self.columns.parameters()))
-        if self.reversible and needs_grad:
-            # The last column runs under plain autograd: its activations are needed at once by backward, so
-            # recomputing it would cost time and save nothing.
-            replay_rng = self.training and self.drop_path_rate > 0
-            c = reversible_columns(columns[:-1], x, replay_rng, tap if taps else None) if len(columns) > 1 else None
-            c = columns[-1](x, c)
-            tap(len(columns) - 1, c)
-        elif self.with_cp and needs_grad:
-            c: tuple = ()
-            for index, column in enumerate(columns):
-                c = cp.checkpoint(_column_fn(column), x, *c, use_reentrant=False)
-                tap(index, c)
-        else:
-            c = None
-            for index, column in enumerate(columns):
-                c = column(x, c)
-                tap(index, c)
+        c = self.run_columns(self.stem(x), on_column=tap if taps else None)
         # Internally channels-last; hand out standard NCHW-contiguous maps: some compiled ops downstream (mmcv's
         # CPU RoIAlign) read the raw memory as NCHW.
         outs = tuple(c[i].contiguous() for i in self.out_indices)
@@ -375,71 +283,8 @@ class RevCol(BaseModule):
         self.deploy = True
 
     # ---------------------------------------------------------------------------------------------------------
-    def _frozen_modules(self):
-        if self.frozen_stages >= 0:
-            yield self.stem
-        for column in self.columns:
-            for level in range(max(self.frozen_stages, 0)):
-                yield column.levels[level]
+    def stem_modules(self) -> List[nn.Module]:
+        return [self.stem]
 
-    def _freeze_stages(self) -> None:
-        for module in self._frozen_modules():
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad = False
-        for column in self.columns[1:]:
-            for level in range(max(self.frozen_stages, 0)):
-                column.alpha[level].requires_grad = False
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze_stages()
-        return self
-
-    # ---------------------------------------------------------------------------------------------------------
-    def init_weights(self) -> None:
-        # init_cfg=Pretrained: BaseModule.init_weights -> mmrevcol's strict initializer (mmrevcol.checkpoint.init_cfg)
-        if self.init_cfg is None:
-            convnext_init_(self)  # official from-scratch init
-            self._is_init = True
-            return
-        super().init_weights()
-
-    # ---------------------------------------------------------------------------------------------------------
-    @property
-    def num_layer_ids(self) -> int:
-        """Number of layer-wise depth ids (official: ``sum(layers) + num_columns + 1``)."""
-        return sum(self.layers) + self.num_columns + 1
-
-    def get_layer_depth(self, param_name: str, prefix: str = '', decay_type: str = 'layer_wise'):
-        """Depth id of a parameter for layer-wise LR decay, and the number of ids.
-
-        ``layer_wise`` (official): stem 0; ``columns.j.alpha.l`` j+1; fusion of level l in column j
-        ``sum(layers[:l]) + j + 1``; block b there ``sum(layers[:l]) + b + j + 1``; anything outside the
-        backbone ``sum(layers) + num_columns``. ``stage_wise``: stem 0; everything of level l (all columns,
-        alpha included) l+1; outside 5.
-
-        Returns:
-            Tuple[int, int]: (layer id, number of layer ids); lr scale is ``rate ** (num - id - 1)``.
-        """
-        if decay_type == 'stage_wise':
-            num = NUM_LEVELS + 2
-        elif decay_type == 'layer_wise':
-            num = self.num_layer_ids
-        else:
-            raise ValueError(f"decay_type must be 'layer_wise' or 'stage_wise', got {decay_type!r}")
-        if not param_name.startswith(prefix):
-            return num - 1, num
-        parts = param_name[len(prefix):].split('.')
-        if parts[0] == 'stem':
-            return 0, num
-        if parts[0] != 'columns':
-            return num - 1, num
-        column = int(parts[1])
-        level = int(parts[3])  # columns.j.alpha.l / columns.j.levels.l....
-        if decay_type == 'stage_wise':
-            return level + 1, num
-        if parts[2] == 'alpha':
-            return column + 1, num
-        block = int(parts[5]) if parts[4] == 'blocks' else 0
-        return sum(self.layers[:level]) + block + column + 1, num
+    def init_from_scratch(self) -> None:
+        convnext_init_(self)  # official from-scratch init

@@ -11,17 +11,19 @@ expect; the blocks work on (N, H*W, C) tokens.
 """
 import copy
 import math
+import warnings
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
-from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
+from mmengine.registry import MODELS
 from torch import Tensor, nn
 
 from ..layers.weight_init import convnext_init_
-from ..reversible import clamp_abs_, column_forward, reversible_columns
+from ..reversible import column_forward
+from .base import ColumnBackbone
 
 NUM_LEVELS = 4
 
@@ -123,7 +125,8 @@ class ViTColumn(nn.Module):
         return column_forward(self, x, prev)
 
 
-class RevColViT(BaseModule):
+@MODELS.register_module()
+class RevColViT(ColumnBackbone):
     """RevCol-ViT backbone (isotropic reversible columns of ViT blocks) for mmpretrain, mmseg and mmdet.
 
     Args:
@@ -138,8 +141,15 @@ class RevColViT(BaseModule):
             column (as RevCol). Defaults to 0.
         reversible (bool): Train with the reversible engine (activation memory independent of the number of
             columns). Defaults to False.
+        with_cp (bool): With ``reversible=False``, checkpoint each column (recompute it in backward).
+            Defaults to False.
         out_indices (Sequence[int]): Levels of the last column to return, all at stride ``patch_size`` (for
             classification (3, ); a dense head puts a simple feature pyramid on (0, 1, 2, 3)). Defaults to (3, ).
+        frozen_stages (int): -1 freezes nothing; 0 the patch embedding and position embedding; ``k >= 1`` those
+            and levels ``0..k-1`` of every column (their fusion, blocks and alpha; put in eval mode).
+            Defaults to -1.
+        norm_eval (bool): The base's BatchNorm switch; RevCol-ViT has only LayerNorms, so it changes nothing.
+            Defaults to False.
         alpha_init (float): Initial reversible shortcut scale. Defaults to 0.5.
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH[, prefix='backbone.'])`` loads a
             RevColViT (or mmpretrain classifier) checkpoint strictly, resizing the position embedding to
@@ -151,6 +161,7 @@ class RevColViT(BaseModule):
         'base': dict(embed_dims=384, layers=[3, 3, 3, 3], num_heads=6, num_columns=4),
     }
     arch_aliases = {'s': 'small', 'b': 'base'}
+    stem_prefixes = ('patch_embed', 'pos_embed')
 
     def __init__(self,
                  arch: Union[str, dict] = 'small',
@@ -159,10 +170,19 @@ class RevColViT(BaseModule):
                  in_channels: int = 3,
                  drop_path_rate: float = 0.,
                  reversible: bool = False,
+                 with_cp: bool = False,
                  out_indices: Sequence[int] = (3, ),
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
                  alpha_init: float = 0.5,
                  init_cfg: Optional[dict] = None):
-        super().__init__(init_cfg=init_cfg)
+        if reversible and with_cp:
+            warnings.warn('RevColViT: with_cp=True is ignored when reversible=True (the reversible engine already '
+                          'recomputes every column but the last in backward); set with_cp=False to silence this',
+                          UserWarning, stacklevel=2)
+            with_cp = False
+        super().__init__(out_indices=out_indices, frozen_stages=frozen_stages, norm_eval=norm_eval,
+                         with_cp=with_cp, init_cfg=init_cfg)
         self.arch = self.parse_arch(arch)
         self.embed_dims: int = self.arch['embed_dims']
         self.layers: List[int] = list(self.arch['layers'])
@@ -171,11 +191,6 @@ class RevColViT(BaseModule):
         self.patch_size = patch_size
         self.drop_path_rate = drop_path_rate
         self.reversible = reversible
-        if isinstance(out_indices, int):
-            out_indices = [out_indices]
-        if not all(-NUM_LEVELS <= i < NUM_LEVELS for i in out_indices):
-            raise ValueError(f'out_indices must be in [-4, 3], got {list(out_indices)}')
-        self.out_indices = [i % NUM_LEVELS for i in out_indices]
         img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
         self.grid = (img_size[0] // patch_size, img_size[1] // patch_size)
 
@@ -186,6 +201,7 @@ class RevColViT(BaseModule):
             ViTColumn(self.embed_dims, self.layers, self.num_heads, self.arch.get('mlp_ratio', 4.), i == 0, dpr,
                       alpha_init) for i in range(self.num_columns)
         ])
+        self._freeze_stages()
 
     @classmethod
     def parse_arch(cls, arch: Union[str, dict]) -> dict:
@@ -205,11 +221,15 @@ class RevColViT(BaseModule):
             raise ValueError(f"arch['layers'] must be {NUM_LEVELS} positive ints, got {arch['layers']}")
         return arch
 
-    def init_weights(self) -> None:
-        # init_cfg=Pretrained: BaseModule.init_weights -> mmrevcol's strict initializer (mmrevcol.checkpoint.init_cfg)
-        if self.init_cfg is not None:
-            super().init_weights()
-            return
+    def stem_modules(self) -> List[nn.Module]:
+        return [self.patch_embed]
+
+    def frozen_parameters(self, frozen_stages: int):
+        if frozen_stages >= 0:
+            yield self.pos_embed
+        yield from super().frozen_parameters(frozen_stages)
+
+    def init_from_scratch(self) -> None:
         convnext_init_(self)  # official from-scratch init
         trunc_normal_(self.pos_embed, std=.02)
         with torch.no_grad():  # BEiT: scale each residual branch's output projection by its depth
@@ -220,33 +240,18 @@ class RevColViT(BaseModule):
                         depth += 1
                         block.attn.proj.weight.div_(math.sqrt(2.0 * depth))
                         block.mlp[2].weight.div_(math.sqrt(2.0 * depth))
-        self._is_init = True
 
     def embed(self, x: Tensor) -> Tensor:
         x = self.patch_embed(x)
-        pos = self.pos_embed
-        if tuple(x.shape[-2:]) != tuple(pos.shape[-2:]):
-            pos = F.interpolate(pos, size=x.shape[-2:], mode='bicubic', align_corners=False)
+        # Always resized, also to its own grid (bicubic at scale 1 is the identity, bit for bit): a branch on the
+        # input size would make torch.export specialise the program to one size.
+        pos = F.interpolate(self.pos_embed, size=x.shape[-2:], mode='bicubic', align_corners=False)
         return x + pos
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
         if x.dim() != 4 or min(x.shape[-2:]) < self.patch_size:
             raise ValueError(f'RevColViT expects (N, C, H, W) images of at least {self.patch_size} px, '
                              f'got {tuple(x.shape)}')
-        for column in self.columns[1:]:
-            for alpha in column.alpha:
-                clamp_abs_(alpha.data)
-        x = self.embed(x)
-        columns = list(self.columns)
-        needs_grad = torch.is_grad_enabled() and (
-            x.requires_grad or any(p.requires_grad for p in self.columns.parameters()))
-        if self.reversible and needs_grad:
-            # the last column runs under plain autograd: backward needs its activations at once
-            replay_rng = self.training and self.drop_path_rate > 0
-            c = reversible_columns(columns[:-1], x, replay_rng) if len(columns) > 1 else None
-            c = columns[-1](x, c)
-        else:
-            c = None
-            for column in columns:
-                c = column(x, c)
+        # alpha is clamped functionally inside column_forward (no in-place write: exportable, like RevCol)
+        c = self.run_columns(self.embed(x))
         return tuple(c[i].contiguous() for i in self.out_indices)

@@ -8,14 +8,14 @@ each (K = 51/49/47/13 by stage, s = 5), channels widened by ``width_factor`` 1.3
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
-from mmengine.model import BaseModule
+from mmengine.registry import MODELS
 from mmpretrain.models.backbones.convnext import ConvNeXtBlock
-from mmpretrain.models.utils import LayerNorm2d
 from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..layers.large_kernel import LargeKernelConv
+from ..layers.norm import LayerNorm2d
 from ..layers.weight_init import convnext_init_
+from .base import BaseBackbone
 
 NUM_STAGES = 4
 # Official stage-wise decay: ``num_layers=6`` in the configs, ``num_layers + 2`` ids in the constructor (ConvNeXt's
@@ -41,7 +41,8 @@ class SLaKBlock(ConvNeXtBlock):
                                               deploy)
 
 
-class SLaK(BaseModule):
+@MODELS.register_module()
+class SLaK(BaseBackbone):
     """SLaK backbone for mmdet, mmseg and mmpretrain.
 
     Args:
@@ -61,8 +62,8 @@ class SLaK(BaseModule):
         gap_before_final_norm (bool): With ``out_norm``, return ``norm{i}(global average pool)`` as (N, C)
             vectors, as the official classifier's final norm (mmpretrain's ConvNeXt option; for an ImageClassifier
             without neck). Defaults to False.
-        frozen_stages (int): Stages ``0..k-1`` (and their downsampling layers) are frozen and in eval mode; -1 or 0
-            freezes nothing. Defaults to -1.
+        frozen_stages (int): -1 freezes nothing; 0 the stem; ``k >= 1`` the stem and stages ``0..k-1`` (with the
+            downsampling that enters them and their output norms; put in eval mode). Defaults to -1.
         norm_cfg (dict): Norm of the large-kernel branches, a BatchNorm ('BN', 'SyncBN'). Defaults to
             ``dict(type='BN')``.
         norm_eval (bool): Keep those BatchNorms in eval mode while training (frozen statistics). Defaults to False.
@@ -100,7 +101,8 @@ class SLaK(BaseModule):
                  with_cp: bool = False,
                  deploy: bool = False,
                  init_cfg: Optional[dict] = None):
-        super().__init__(init_cfg=init_cfg)
+        super().__init__(out_indices=out_indices, frozen_stages=frozen_stages, norm_eval=norm_eval,
+                         with_cp=with_cp, init_cfg=init_cfg)
         arch = self.parse_arch(arch)
         self.depths: List[int] = list(arch['depths'])
         self.dims: List[int] = [int(d * width_factor) for d in arch['dims']]
@@ -111,17 +113,6 @@ class SLaK(BaseModule):
         self.kernel_size = kernel_size
         self.width_factor = width_factor
         self.decompose = decompose
-        if isinstance(out_indices, int):
-            out_indices = [out_indices]
-        self.out_indices: List[int] = []
-        for i in out_indices:
-            if not -NUM_STAGES <= i < NUM_STAGES:
-                raise ValueError(f'out_indices must be in [-4, 3], got {list(out_indices)}')
-            self.out_indices.append(i % NUM_STAGES)
-        if not -1 <= frozen_stages <= NUM_STAGES:
-            raise ValueError(f'frozen_stages must be in [-1, {NUM_STAGES}], got {frozen_stages}')
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
         self.out_norm = out_norm
         self.gap_before_final_norm = gap_before_final_norm
         norm_cfg = norm_cfg or dict(type='BN', requires_grad=True)
@@ -182,67 +173,40 @@ class SLaK(BaseModule):
                 m.switch_to_deploy()
 
     # ---------------------------------------------------------------------------------------------------------
-    def _freeze_stages(self) -> None:
-        for i in range(max(self.frozen_stages, 0)):
-            for module in (self.downsample_layers[i], self.stages[i]):
-                module.eval()
-                for param in module.parameters():
-                    param.requires_grad = False
+    def stem_modules(self) -> List[nn.Module]:
+        return [self.downsample_layers[0]]
 
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
-        return self
+    def stage_modules(self, index: int) -> List[nn.Module]:
+        modules = [self.stages[index]] if index == 0 else [self.downsample_layers[index], self.stages[index]]
+        return modules + ([getattr(self, f'norm{index}')] if hasattr(self, f'norm{index}') else [])
 
-    def init_weights(self) -> None:
-        # init_cfg=Pretrained: BaseModule.init_weights -> mmrevcol's strict initializer (mmrevcol.checkpoint.init_cfg)
-        if self.init_cfg is None:
-            convnext_init_(self)  # official from-scratch init
-            self._is_init = True
-            return
-        super().init_weights()
+    def init_from_scratch(self) -> None:
+        convnext_init_(self)  # official from-scratch init
 
     # ---------------------------------------------------------------------------------------------------------
-    @property
-    def num_layer_ids(self) -> int:
-        """Layer-wise depth ids (official ConvNeXt/SLaK rule: ``max_layer + 2``, 8 for SLaK-T, 14 for S/B)."""
-        return self._max_layer_id() + 2
+    decay_types = ('layer_wise', 'stage_wise')
 
     def _max_layer_id(self) -> int:
         # Official ``num_layers`` of the layer-wise configs: 6 for depth 9 in stage 2, 12 for depth 27.
         return 3 + (self.depths[2] - 1) // 3 + 1
 
-    def get_layer_depth(self, param_name: str, prefix: str = '', decay_type: str = 'layer_wise'):
-        """Depth id of a parameter for layer-wise LR decay, and the number of ids (official ConvNeXt/SLaK rule).
+    def num_layer_ids(self, decay_type: str = 'layer_wise') -> int:
+        """Official ConvNeXt/SLaK rule: ``layer_wise`` ``max_layer + 2`` (8 for SLaK-T, 14 for S/B);
+        ``stage_wise`` 8 (the recipe's ``num_layers=6`` + 2, of which ids 0-4 and 7 are used)."""
+        return self._max_layer_id() + 2 if decay_type == 'layer_wise' else STAGE_WISE_IDS
 
-        ``stage_wise`` (the SLaK downstream recipe, ``num_layers=6``, i.e. 8 ids of which 6 are used, whatever the
-        depths): the downsampling layers 0, stage i ``i + 1``, everything else (output norms, neck, heads) 7.
-        ``layer_wise``: stem 0; stage 0 1; downsample 1 / stage 1 2; downsample 2 3; stage 2 block b
-        ``3 + b // 3``; downsample 3 / stage 3 ``max_layer``; everything else ``max_layer + 1``.
-
-        Returns:
-            Tuple[int, int]: (layer id, number of ids); lr scale is ``rate ** (num - id - 1)``.
-        """
-        if decay_type == 'stage_wise':
-            num = STAGE_WISE_IDS
-        elif decay_type == 'layer_wise':
-            max_layer = self._max_layer_id()
-            num = max_layer + 2
-        else:
-            raise ValueError(f"decay_type must be 'layer_wise' or 'stage_wise', got {decay_type!r}")
-        if not param_name.startswith(prefix):
-            return num - 1, num
-        parts = param_name[len(prefix):].split('.')
+    def layer_id(self, name: str, decay_type: str) -> int:
+        """Official ConvNeXt/SLaK rule. ``stage_wise`` (the SLaK downstream recipe): the downsampling layers 0,
+        stage i ``i + 1``, everything else (output norms, neck, heads) the last id. ``layer_wise``: stem 0; stage 0
+        1; downsample 1 / stage 1 2; downsample 2 3; stage 2 block b ``3 + b // 3``; downsample 3 / stage 3
+        ``max_layer``; everything else ``max_layer + 1``."""
+        parts = name.split('.')
         if parts[0] not in ('downsample_layers', 'stages'):
-            return num - 1, num
+            return self.num_layer_ids(decay_type) - 1
         stage = int(parts[1])
         if decay_type == 'stage_wise':
-            return (0 if parts[0] == 'downsample_layers' else stage + 1), num
+            return 0 if parts[0] == 'downsample_layers' else stage + 1
+        max_layer = self._max_layer_id()
         if parts[0] == 'downsample_layers':
-            return {0: 0, 1: 2, 2: 3, 3: max_layer}[stage], num
-        block = int(parts[2])
-        return {0: 1, 1: 2, 2: 3 + block // 3, 3: max_layer}[stage], num
+            return {0: 0, 1: 2, 2: 3, 3: max_layer}[stage]
+        return {0: 1, 1: 2, 2: 3 + int(parts[2]) // 3, 3: max_layer}[stage]

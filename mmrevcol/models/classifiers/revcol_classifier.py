@@ -13,17 +13,19 @@ import torch
 import torch.nn.functional as F
 from mmengine.logging import print_log
 from mmengine.model import BaseModule, ModuleList
+from mmengine.registry import MODELS
 from mmpretrain.models.backbones.convnext import ConvNeXtBlock
 from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.models.heads import ClsHead
 from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 from torch import Tensor, nn
 
-from ..backbones.revcol import LayerNorm2d
+from ..layers.norm import LayerNorm2d
 
 TRUNC_INIT = [dict(type='TruncNormal', layer=['Conv2d', 'Linear'], std=.02, bias=0.)]
 
 
+@MODELS.register_module()
 class RevColClsHead(ClsHead):
     """Official RevCol classifier: global average pool -> LayerNorm (eps 1e-6) -> Linear.
 
@@ -117,6 +119,7 @@ def default_loss_weights(num_heads: int, bce_coef: float = 3.0,
     return bce, ce
 
 
+@MODELS.register_module()
 class RevColClassifier(ImageClassifier):
     """RevCol classifier with intermediate supervision.
 

@@ -1,0 +1,20 @@
+# The run's safety, stated in the config so that every entry point runs the same experiment: the project's
+# tools/train.py, `mim train`, mmdet's/mmseg's own tools/train.py and Runner.from_cfg(Config.fromfile(cfg)).
+#
+# Use: the config that first inherits a toolbox base (a recipe under configs/_base_/recipes/, or a standalone
+# config) lists this file among its bases and states
+#
+#     default_hooks = _base_.safety_hooks
+#
+# (mmengine refuses a top-level key defined by two sibling bases, so this file cannot define `default_hooks`
+# itself.) default_hooks is a dict merged by key: `checkpoint` keeps the base's interval / max_keep_ckpts and only
+# changes the hook type; a config that sets its own `custom_hooks` list loses none of these.
+safety_hooks = dict(
+    # atomic, fsynced checkpoint writes; old checkpoints deleted last; resume from the newest complete one
+    checkpoint=dict(type='SafeCheckpointHook'),
+    # stop at the first NaN/Inf loss, naming the iteration and terms; never save the broken weights
+    nan_guard=dict(type='NonFiniteLossHook'),
+    # load_from / resume / test checkpoints through the one strict loading policy (official layouts converted,
+    # kernels padded, any mismatch named)
+    checkpoint_loading=dict(type='CheckpointLoadingHook'),
+)
