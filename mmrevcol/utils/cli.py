@@ -19,7 +19,7 @@ from typing import Any
 
 from mmengine.config import DictAction
 
-__all__ = ['LiteralDictAction', 'parse_literal']
+__all__ = ['LiteralDictAction', 'parse_literal', 'run_tool']
 
 _OPEN, _CLOSE = '([{', ')]}'
 
@@ -119,3 +119,28 @@ class LiteralDictAction(DictAction):
     @staticmethod
     def _fail(parser, option_string, item: str, why: str) -> None:
         parser.exit(2, f'{parser.prog}: error: {option_string} {item}: {why}\n')
+
+
+def run_tool(main, argv=None, log_file=None) -> int:
+    """Run a tool's ``main(argv)``; an expected failure (:mod:`mmrevcol.utils.errors`) ends in one line.
+
+    ``ERROR: <message>`` goes to stderr and the exit status is the error's ``exit_code``; the traceback is appended
+    to ``log_file`` (a path, or a callable returning one, e.g. the run's log in its work dir) when there is one.
+    Anything else (a bug) keeps its traceback. Returns ``main``'s status (0 for None).
+    """
+    import sys
+    import traceback
+
+    from .errors import exit_code_of, expected_error_types
+    try:
+        return main(argv) or 0
+    except expected_error_types() as e:
+        path = log_file() if callable(log_file) else log_file
+        if path:
+            try:
+                with open(path, 'a') as f:
+                    traceback.print_exc(file=f)
+            except OSError:
+                path = None
+        print(f'ERROR: {e}' + (f'\n(traceback in {path})' if path else ''), file=sys.stderr, flush=True)
+        return exit_code_of(e)
