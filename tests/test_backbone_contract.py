@@ -238,3 +238,14 @@ def test_reversible_revcol_vit_frozen_stages_and_layer_decay_together():
     assert model.columns[-1].levels[3].blocks[0].mlp[0].weight.grad is not None
     assert isinstance(model, RevColViT) and isinstance(RevCol(), BaseBackbone) and issubclass(SLaK, BaseBackbone)
     assert issubclass(HIRIViT, BaseBackbone)
+
+
+@pytest.mark.parametrize('scope', ['mmdet', 'mmseg', 'mmpretrain'])
+@pytest.mark.parametrize('name', list(PROJECT))
+def test_registered_for_the_three_toolboxes(scope, name):
+    if scope != 'mmpretrain':
+        pytest.importorskip(scope)
+    init_default_scope(scope)
+    registry = {'mmdet': 'mmdet.registry', 'mmseg': 'mmseg.registry', 'mmpretrain': 'mmpretrain.registry'}[scope]
+    models = __import__(registry, fromlist=['MODELS']).MODELS
+    assert type(models.build(PROJECT[name])).__name__ == name

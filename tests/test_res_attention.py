@@ -41,9 +41,9 @@ def test_odd_input_sizes():
 def test_arch_by_name_and_errors():
     assert ResidualAttentionNet.parse_arch('attention-92')['num_modules'] == (1, 2, 3)
     assert ResidualAttentionNet.parse_arch('Attention56')['num_modules'] == (1, 1, 1)
-    with pytest.raises(ValueError, match='unknown arch'):
+    with pytest.raises(ValueError, match='Unknown ResidualAttentionNet arch'):
         ResidualAttentionNet(arch='128')
-    with pytest.raises(ValueError, match='unknown arch keys'):
+    with pytest.raises(ValueError, match='unknown'):
         ResidualAttentionNet(arch=dict(TINY, depth=3))
     with pytest.raises(ValueError, match='attention'):
         ResidualAttentionNet(arch=dict(TINY), attention='soft')

@@ -6,7 +6,8 @@ set in configs — ``out_indices``, ``frozen_stages``, ``norm_eval``, ``with_cp`
 protocol ``get_layer_depth(param_name, prefix='', decay_type='layer_wise')``; a subclass only says what its stem,
 stages and depth ids are.
 """
-from typing import Iterator, List, Optional, Sequence, Tuple, Union
+import copy
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from mmpretrain.models.backbones.base_backbone import BaseBackbone as _MMPretrainBaseBackbone
 from torch import nn
@@ -71,6 +72,11 @@ class BaseBackbone(_MMPretrainBaseBackbone):
     """
     num_stages: int = 4
     decay_types: Tuple[str, ...] = ('layer_wise', )
+    #: Named architectures (``arch='tiny'``), their aliases (``'t'``), and the keys of the dict form.
+    arch_settings: Dict[str, dict] = {}
+    arch_aliases: Dict[str, str] = {}
+    arch_required: Tuple[str, ...] = ()
+    arch_optional: Tuple[str, ...] = ()
 
     def __init__(self,
                  out_indices: Union[int, Sequence[int]] = -1,
@@ -85,6 +91,40 @@ class BaseBackbone(_MMPretrainBaseBackbone):
         self.frozen_stages = check_frozen_stages(frozen_stages, self.num_stages, owner)
         self.norm_eval = bool(norm_eval)
         self.with_cp = bool(with_cp)
+
+    # ---------------------------------------------------------------------------------------------------------
+    @classmethod
+    def resolve_arch(cls, arch: Union[str, int, dict]) -> dict:
+        """A copy of the named setting (case-insensitive, aliases, ints as names) or of the dict, whose keys are
+        checked against ``arch_required``/``arch_optional``. Errors name the choices. Subclasses validate values."""
+        owner = cls.__name__
+        if isinstance(arch, int) and not isinstance(arch, bool):
+            arch = str(arch)
+        if isinstance(arch, str):
+            key = arch.lower()
+            name = cls.arch_aliases.get(key, key)
+            if name not in cls.arch_settings:
+                aliases = f' (aliases {sorted(cls.arch_aliases)})' if cls.arch_aliases else ''
+                raise ValueError(f'Unknown {owner} arch {arch!r}; choose one of {sorted(cls.arch_settings)}{aliases} '
+                                 f'or a dict with keys {list(cls.arch_required)}')
+            return copy.deepcopy(dict(cls.arch_settings[name]))
+        if not isinstance(arch, dict):
+            raise TypeError(f'{owner}: arch must be a name or a dict, got {type(arch).__name__}')
+        missing = set(cls.arch_required) - set(arch)
+        unknown = set(arch) - set(cls.arch_required) - set(cls.arch_optional)
+        if missing or unknown:
+            raise ValueError(f'{owner} arch dict needs keys {list(cls.arch_required)} (optional '
+                             f'{list(cls.arch_optional)}); missing {sorted(missing)}, unknown {sorted(unknown)}')
+        return copy.deepcopy(dict(arch))
+
+    @staticmethod
+    def check_positive_ints(arch: dict, key: str, length: int, owner: str) -> List[int]:
+        """``arch[key]`` as a list of ``length`` positive ints, or a ``ValueError`` naming the key."""
+        value = arch[key]
+        if not isinstance(value, (list, tuple)) or len(value) != length \
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+            raise ValueError(f'{owner}: arch[{key!r}] must be {length} positive ints, got {value!r}')
+        return list(value)
 
     # ---------------------------------------------------------------------------------------------------------
     # frozen stages and norm_eval

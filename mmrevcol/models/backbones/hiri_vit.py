@@ -23,7 +23,6 @@ this project, so :attr:`HIRIViT.arch_settings` are this implementation's choice,
 The building blocks are also usable on their own (``stem='conv'``, four stages, ``block_types``) to rebuild the
 paper's ablation path (M-ViT -> five stages -> HR-stem -> HR-blocks); see ``tools/analysis/hiri_vit_ablation.py``.
 """
-import copy
 import math
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -348,8 +347,8 @@ class HIRIViT(BaseBackbone):
                       num_heads=[0, 0, 0, 8, 10], sr_ratios=[1, 1, 1, 1, 1], stem_channels=48),
     }
     arch_aliases = {'s': 'small', 'b': 'base', 'l': 'large'}
-    _required = ('channels', 'depths', 'expansions', 'num_heads', 'sr_ratios')
-    _optional = ('block_types', 'downsamples', 'stem', 'stem_channels', 'ds_expansions')
+    arch_required = ('channels', 'depths', 'expansions', 'num_heads', 'sr_ratios')
+    arch_optional = ('block_types', 'downsamples', 'stem', 'stem_channels', 'ds_expansions')
 
     def __init__(self,
                  arch: Union[str, dict] = 's',
@@ -401,20 +400,7 @@ class HIRIViT(BaseBackbone):
     @classmethod
     def parse_arch(cls, arch: Union[str, dict]) -> dict:
         """Full arch dict (defaults filled in, validated) from a name or a (partial) dict."""
-        if isinstance(arch, str):
-            name = cls.arch_aliases.get(arch.lower(), arch.lower())
-            if name not in cls.arch_settings:
-                raise ValueError(f'Unknown HIRI-ViT arch {arch!r}; choose one of {sorted(cls.arch_settings)} '
-                                 f'(or {sorted(cls.arch_aliases)}) or a dict with keys {list(cls._required)}')
-            arch = cls.arch_settings[name]
-        if not isinstance(arch, dict):
-            raise TypeError(f'arch must be a str or dict, got {type(arch).__name__}')
-        arch = copy.deepcopy(dict(arch))
-        missing = set(cls._required) - set(arch)
-        unknown = set(arch) - set(cls._required) - set(cls._optional)
-        if missing or unknown:
-            raise ValueError(f'HIRI-ViT arch dict needs keys {list(cls._required)} (optional '
-                             f'{list(cls._optional)}); missing {sorted(missing)}, unknown {sorted(unknown)}')
+        arch = cls.resolve_arch(arch)
         n = len(arch['channels'])
         if n < 2:
             raise ValueError(f'HIRI-ViT needs at least 2 stages, got channels={arch["channels"]}')

@@ -184,6 +184,8 @@ class ResidualAttentionNet(BaseBackbone):
     }
     default_arch = dict(stem_channels=64, channels=(256, 512, 1024, 2048), p=1, t=2, r=1,
                         mask_downsamples=(3, 2, 1), num_last_units=3)
+    arch_required = ('num_modules', )
+    arch_optional = tuple(default_arch)
     num_stages = 4
 
     def __init__(self,
@@ -230,18 +232,9 @@ class ResidualAttentionNet(BaseBackbone):
     @classmethod
     def parse_arch(cls, arch: Union[str, int, Dict]) -> Dict:
         """Full arch dict from a name (``56``, ``'56'``, ``'attention-56'``, ``'Attention92'``) or a partial dict."""
-        if isinstance(arch, int) and not isinstance(arch, bool):
-            arch = str(arch)
-        if isinstance(arch, str):
-            key = arch.lower().replace('attention', '').strip('-_ ')
-            if key not in cls.arch_settings:
-                raise ValueError(f'unknown arch {arch!r}; choose from {sorted(cls.arch_settings)} or give a dict')
-            arch = cls.arch_settings[key]
-        if not isinstance(arch, dict) or 'num_modules' not in arch:
-            raise ValueError(f'arch must be a name or a dict with num_modules, got {arch!r}')
-        unknown = set(arch) - set(cls.default_arch) - {'num_modules'}
-        if unknown:
-            raise ValueError(f'unknown arch keys {sorted(unknown)}')
+        if isinstance(arch, str):  # 'attention-56', 'Attention92' -> '56', '92'
+            arch = arch.lower().replace('attention', '').strip('-_ ')
+        arch = cls.resolve_arch(arch)
         full = dict(copy.deepcopy(cls.default_arch), **copy.deepcopy(dict(arch)))
         if len(full['channels']) != cls.num_stages or len(full['num_modules']) != cls.num_stages - 1 \
                 or len(full['mask_downsamples']) != cls.num_stages - 1:

@@ -4,7 +4,6 @@ A stem feeds N identical columns of 4 levels (strides 4, 8, 16, 32). Level ``l``
 ``c_l = alpha_l * c_l(prev column) + Level_l(c_{l-1}(this column), c_{l+1}(prev column))``; the reversible
 training path and its math are in :mod:`mmrevcol.models.reversible`.
 """
-import copy
 import warnings
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -156,6 +155,8 @@ class RevCol(ColumnBackbone):
         'huge': dict(channels=[360, 720, 1440, 2880], layers=[1, 2, 6, 2], num_columns=8, top_fusion=True),
     }
     arch_aliases = {'t': 'tiny', 's': 'small', 'b': 'base', 'l': 'large', 'xl': 'xlarge', 'h': 'huge'}
+    arch_required = ('channels', 'layers', 'num_columns')
+    arch_optional = ('top_fusion', )
 
     def __init__(self,
                  arch: Union[str, dict] = 'tiny',
@@ -203,26 +204,11 @@ class RevCol(ColumnBackbone):
     # ---------------------------------------------------------------------------------------------------------
     @classmethod
     def parse_arch(cls, arch: Union[str, dict]) -> dict:
-        if isinstance(arch, str):
-            name = cls.arch_aliases.get(arch.lower(), arch.lower())
-            if name not in cls.arch_settings:
-                raise ValueError(f'Unknown RevCol arch {arch!r}; choose one of {sorted(cls.arch_settings)} '
-                                 'or a dict(channels=[4 ints], layers=[4 ints], num_columns=int)')
-            return copy.deepcopy(cls.arch_settings[name])
-        if not isinstance(arch, dict):
-            raise TypeError(f'arch must be a str or dict, got {type(arch).__name__}')
-        arch = dict(arch)
-        missing = {'channels', 'layers', 'num_columns'} - set(arch)
-        unknown = set(arch) - {'channels', 'layers', 'num_columns', 'top_fusion'}
-        if missing or unknown:
-            raise ValueError(f'RevCol arch dict needs keys channels, layers, num_columns (optional top_fusion); '
-                             f'missing {sorted(missing)}, unknown {sorted(unknown)}')
+        arch = cls.resolve_arch(arch)
         for key in ('channels', 'layers'):
-            value = arch[key]
-            if len(value) != NUM_LEVELS or not all(isinstance(v, int) and v > 0 for v in value):
-                raise ValueError(f'arch[{key!r}] must be {NUM_LEVELS} positive ints, got {value}')
+            arch[key] = cls.check_positive_ints(arch, key, NUM_LEVELS, cls.__name__)
         if not (isinstance(arch['num_columns'], int) and arch['num_columns'] >= 1):
-            raise ValueError(f"arch['num_columns'] must be a positive int, got {arch['num_columns']}")
+            raise ValueError(f"RevCol: arch['num_columns'] must be a positive int, got {arch['num_columns']}")
         return arch
 
     # ---------------------------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ train with the same reversible engine (:mod:`mmrevcol.models.reversible`): activ
 number of columns. The stream between levels is kept as (N, C, H, W) maps, the layout that engine and dense heads
 expect; the blocks work on (N, H*W, C) tokens.
 """
-import copy
 import math
 import warnings
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -161,6 +160,8 @@ class RevColViT(ColumnBackbone):
         'base': dict(embed_dims=384, layers=[3, 3, 3, 3], num_heads=6, num_columns=4),
     }
     arch_aliases = {'s': 'small', 'b': 'base'}
+    arch_required = ('embed_dims', 'layers', 'num_heads', 'num_columns')
+    arch_optional = ('mlp_ratio', )
     stem_prefixes = ('patch_embed', 'pos_embed')
 
     def __init__(self,
@@ -205,20 +206,8 @@ class RevColViT(ColumnBackbone):
 
     @classmethod
     def parse_arch(cls, arch: Union[str, dict]) -> dict:
-        if isinstance(arch, str):
-            name = cls.arch_aliases.get(arch.lower(), arch.lower())
-            if name not in cls.arch_settings:
-                raise ValueError(f'Unknown RevColViT arch {arch!r}; choose one of {sorted(cls.arch_settings)} or a '
-                                 'dict(embed_dims=int, layers=[4 ints], num_heads=int, num_columns=int)')
-            return copy.deepcopy(cls.arch_settings[name])
-        arch = dict(arch)
-        required = {'embed_dims', 'layers', 'num_heads', 'num_columns'}
-        missing, unknown = required - set(arch), set(arch) - required - {'mlp_ratio'}
-        if missing or unknown:
-            raise ValueError(f'RevColViT arch dict needs keys {sorted(required)} (optional mlp_ratio); missing '
-                             f'{sorted(missing)}, unknown {sorted(unknown)}')
-        if len(arch['layers']) != NUM_LEVELS or not all(isinstance(v, int) and v > 0 for v in arch['layers']):
-            raise ValueError(f"arch['layers'] must be {NUM_LEVELS} positive ints, got {arch['layers']}")
+        arch = cls.resolve_arch(arch)
+        arch['layers'] = cls.check_positive_ints(arch, 'layers', NUM_LEVELS, cls.__name__)
         return arch
 
     def stem_modules(self) -> List[nn.Module]:

@@ -82,6 +82,7 @@ class SLaK(BaseBackbone):
         'base': dict(dims=[128, 256, 512, 1024], depths=[3, 3, 27, 3]),
     }
     arch_aliases = {'t': 'tiny', 's': 'small', 'b': 'base'}
+    arch_required = ('dims', 'depths')
 
     def __init__(self,
                  arch: Union[str, dict] = 'tiny',
@@ -139,16 +140,8 @@ class SLaK(BaseBackbone):
 
     @classmethod
     def parse_arch(cls, arch: Union[str, dict]) -> dict:
-        if isinstance(arch, str):
-            name = cls.arch_aliases.get(arch, arch)
-            if name not in cls.arch_settings:
-                raise ValueError(f'unknown SLaK arch {arch!r}; choose from {sorted(cls.arch_settings)} or a dict')
-            return dict(cls.arch_settings[name])
-        if not isinstance(arch, dict) or not {'dims', 'depths'} <= set(arch):
-            raise ValueError(f'a SLaK arch dict needs dims and depths, got {arch!r}')
-        if len(arch['dims']) != NUM_STAGES or len(arch['depths']) != NUM_STAGES:
-            raise ValueError(f'dims and depths must have {NUM_STAGES} entries, got {arch!r}')
-        return dict(dims=list(arch['dims']), depths=list(arch['depths']))
+        arch = cls.resolve_arch(arch)
+        return {key: cls.check_positive_ints(arch, key, NUM_STAGES, cls.__name__) for key in cls.arch_required}
 
     # ---------------------------------------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:

@@ -9,7 +9,6 @@ paper's and official code's) ``bce_weights = 3 * (1 - i / n_dec)`` -> 3, 2, 1 an
 import re
 from typing import List, Optional, Sequence, Tuple
 
-import torch
 import torch.nn.functional as F
 from mmengine.logging import print_log
 from mmengine.model import BaseModule, ModuleList
