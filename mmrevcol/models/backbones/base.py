@@ -15,6 +15,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...checkpoint import check_init_cfg, load_pretrained
 from ...checkpoint.init_cfg import PRETRAINED_TYPES
+from ..reversible import run_columns
 
 DECAY_TYPES = ('layer_wise', 'stage_wise')
 
@@ -233,7 +234,6 @@ class ColumnBackbone(BaseBackbone):
     def run_columns(self, x, on_column=None):
         """The last column's levels for the stem output ``x``, in the mode the knobs select
         (:func:`mmrevcol.models.reversible.run_columns`)."""
-        from ..reversible import run_columns
         return run_columns(self.columns, x, self.reversible, self.with_cp,
                            replay_rng=self.training and self.drop_path_rate > 0, on_column=on_column)
 
