@@ -29,6 +29,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from ...utils.errors import ExpectedError
+
 Shape = Tuple[int, int]
 MAX_KERNELS = 3
 
@@ -36,7 +38,7 @@ __all__ = ['TritonUnavailableError', 'available', 'unavailable_reason', 'interpr
            'depthwise_conv2d_triton']
 
 
-class TritonUnavailableError(RuntimeError):
+class TritonUnavailableError(ExpectedError, RuntimeError):
     """``impl='triton'`` where its kernels cannot run (no Triton, or a CPU tensor without the interpreter)."""
 
 
