@@ -19,7 +19,8 @@ def run(capsys, argv):
     return rows, out
 
 
-def test_quick_cpu_run_prints_every_table(capsys, tmp_path):
+def test_quick_cpu_run_prints_every_table(capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv('TRITON_INTERPRET', raising=False)
     rows, out = run(capsys, ['--device', 'cpu', '--quick', '--out-dir', str(tmp_path)])
     meta = rows[0]
     assert meta['table'] == 'meta' and 'threads' in meta['device']  # the device is named (describe_device)
@@ -40,6 +41,7 @@ def test_quick_cpu_run_prints_every_table(capsys, tmp_path):
     skipped = [r for r in rows if r.get('status') == 'skipped']
     assert any('CUDA graph' in r['variant'] and 'CUDA' in r['reason'] for r in skipped if 'variant' in r)
     assert any(r.get('impl') == 'triton' and 'TRITON_INTERPRET' in r['reason'] for r in skipped)
+    assert {r['table'] for r in skipped} >= {'check', 'slak', 'infer', 'detection'}
     sparsity = next(r for r in ok if r['table'] == 'sparsity')
     assert sparsity['exact'] and sparsity['skipped'] >= 2 and sparsity['updates'] >= 1
     assert sparsity['density'] == sparsity['target']

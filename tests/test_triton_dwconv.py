@@ -100,18 +100,20 @@ def check(got, ref, tol):
             assert rel_err(u, v) <= tol, f'{key}[{i}]: relative error {rel_err(u, v):.2e} > {tol:.0e}'
 
 
+FP32_CASES = [(case, layout) for case in CASES for layout in ('nchw', )] + [('decomposed', 'channels_last')]
+
+
 @needs_triton
-@pytest.mark.parametrize('channels_last', [False, True], ids=['nchw', 'channels_last'])
 @pytest.mark.parametrize('summed', [False, True], ids=['separate', 'summed'])
-@pytest.mark.parametrize('case', list(CASES))
-def test_fp32_matches_conv2d(interpret, case, summed, channels_last):
+@pytest.mark.parametrize('case,layout', FP32_CASES, ids=[f'{c}-{l}' for c, l in FP32_CASES])
+def test_fp32_matches_conv2d(interpret, case, layout, summed):
     """Outputs, input and weight (and bias) gradients within 1e-5 of float64 ``F.conv2d``, relative to scale."""
     torch.manual_seed(0)
     shapes = CASES[case]
     x = torch.randn(2, 6, 9, 11, dtype=torch.float64)
     ws = [torch.randn(6, 1, *s, dtype=torch.float64) for s in shapes]
     bs = [torch.randn(6, dtype=torch.float64) if summed or case == 'single' else None for _ in shapes]
-    got, ref = run_both(x, ws, bs, summed, channels_last=channels_last)
+    got, ref = run_both(x, ws, bs, summed, channels_last=layout == 'channels_last')
     check(got, ref, 1e-5)
 
 
@@ -119,8 +121,9 @@ def test_fp32_matches_conv2d(interpret, case, summed, channels_last):
 @pytest.mark.parametrize('dtype,tol', [(torch.bfloat16, 1e-2), (torch.float16, 2e-3)], ids=['bf16', 'fp16'])
 @pytest.mark.parametrize('summed', [False, True], ids=['separate', 'summed'])
 def test_low_precision_against_fp32(interpret, dtype, tol, summed):
-    """bf16 / fp16 in and out, fp32 accumulation: within the dtype's rounding of the exact result (one rounding
-    of each stored value: 2^-9 relative for bf16, 2^-12 for fp16, plus the inputs' own rounding upstream)."""
+    """bf16 / fp16 in and out, fp32 accumulation: within one conversion of each stored value from the exact result
+    of the same rounded inputs. fp16: 2^-11 relative (round to nearest). bf16: Triton's interpreter converts by
+    truncation, 2^-7 relative (compiled kernels round to nearest, 2^-8: benchmark_gpu.py's check step uses 5e-3)."""
     torch.manual_seed(0)
     x = torch.randn(2, 4, 10, 8, dtype=torch.float64)
     ws = [torch.randn(4, 1, *s, dtype=torch.float64) for s in CASES['decomposed']]
@@ -204,7 +207,7 @@ def test_official_reference_vectors_triton(interpret, tmp_path):
 
 
 @needs_triton
-@pytest.mark.parametrize('case', [0, 1], ids=['w1.3', 'k5-small'])  # not-decomposed: the module test above
+@pytest.mark.parametrize('case', [1], ids=['k5-small'])  # K < s strips, no small branch; the others: tests above
 def test_official_model_written_out_triton(interpret, tmp_path, case):
     from test_slak import CASES as SLAK_CASES
     from test_slak import OfficialSLaK, check_against_reference, randomize, reference_case
@@ -322,8 +325,7 @@ def test_every_kernel_variant_compiles_for_gpus(monkeypatch):
 
 
 @needs_triton
-@pytest.mark.parametrize('channels_last', [False, True], ids=['nchw', 'channels_last'])
-def test_small_tiles_and_batch_splits(interpret, monkeypatch, channels_last):
+def test_small_tiles_and_batch_splits(interpret, monkeypatch):
     """Tiles smaller than the map (edges masked in every direction), several channel and tap blocks, one batch
     split per image: what the GPU launch shapes do on real sizes."""
     monkeypatch.setattr(triton_dwconv, '_fwd_blocks', lambda c, h, w, cl, outs: (2, 4, 4))
@@ -331,5 +333,5 @@ def test_small_tiles_and_batch_splits(interpret, monkeypatch, channels_last):
     torch.manual_seed(0)
     x = torch.randn(2, 3, 6, 7, dtype=torch.float64)  # 2 channel blocks, 2 x 2 tiles, 4 tap blocks, 2 splits
     ws = [torch.randn(3, 1, *s, dtype=torch.float64) for s in CASES['decomposed']]
-    got, ref = run_both(x, ws, [None] * 3, False, channels_last=channels_last)
+    got, ref = run_both(x, ws, [None] * 3, False)
     check(got, ref, 1e-5)

@@ -4,6 +4,8 @@ Steps (each time-boxed and independent: on CUDA each runs in its own process, so
 rows only; ``--steps`` picks some):
 
 ============== ========================================================================================================
+``check``      first: the Triton kernels (forward, input / weight gradients) against float64 ``F.conv2d`` at
+               SLaK-T's stage shapes, and CUDA-graph replays against eager forwards, on this device
 ``slak-conv``  SLaK-T, ``impl='conv'`` (today's), fp32 / bf16 autocast x NCHW / channels-last: training and
                inference img/s (batch 32, 224²)
 ``slak-triton`` the same with ``impl='triton'``
@@ -66,6 +68,7 @@ DTYPES = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 # step -> time box on a GPU (seconds); the --quick CPU run boxes each at 60 s
 STEPS: Dict[str, int] = {
+    'check': 90,  # the compiled Triton kernels and the CUDA graphs against references, on this device
     'slak-conv': 60,
     'slak-triton': 120,  # includes Triton's first compilation of each kernel variant
     'convnext': 40,
@@ -447,7 +450,81 @@ def step_sparsity(args, emit):
          status='ok' if exact and skipped > 0 else 'error')
 
 
+def step_check(args, emit):
+    """Before any timing: the Triton kernels (forward, input and weight gradients) against float64 ``F.conv2d`` at
+    SLaK-T's stage shapes, and CUDA-graph replays against eager forwards, on this device."""
+    import torch.nn.functional as F
+
+    from mmrevcol.models.layers.triton_dwconv import depthwise_conv2d_triton
+    s, device = settings(args), torch.device(args.device)
+    k = s.slak['kernel_size']
+    stages = ([(8, 16, k[0]), (16, 8, k[1])] if args.quick else
+              [(124, 56, k[0]), (249, 28, k[1]), (499, 14, k[2]), (998, 7, k[3])])
+    small = k[4]
+    reason = triton_reason(device)
+    for c, hw, big in stages:
+        for summed in (False, True):
+            # bf16: one rounding of each stored value (2^-8 relative); Triton's CPU interpreter truncates instead
+            # of rounding to nearest (2^-7)
+            bf16_tol = 1e-2 if device.type == 'cpu' else 5e-3
+            for dtype, layout, tol in (('fp32', 'nchw', 1e-5), ('fp32', 'channels_last', 1e-5),
+                                       ('bf16', 'nchw', bf16_tol)):
+                base = dict(table='check', what='triton vs F.conv2d (float64)', shape=f'2x{c}x{hw}x{hw}',
+                            kernels=f'{big}x{small}+{small}x{big}+{small}x{small}', summed=summed, dtype=dtype,
+                            layout=layout, tol=tol)
+                if reason:
+                    emit(**base, status='skipped', reason=reason)
+                    continue
+
+                def measure():
+                    gen = torch.Generator(device).manual_seed(0)
+                    fmt = torch.channels_last if layout == 'channels_last' else torch.contiguous_format
+                    x = torch.randn(2, c, hw, hw, device=device, generator=gen, dtype=torch.float64)
+                    ws = [torch.randn(c, 1, *shape, device=device, generator=gen, dtype=torch.float64) * 0.1
+                          for shape in ((big, small), (small, big), (small, small))]
+                    xt = x.to(DTYPES[dtype] or torch.float32).contiguous(memory_format=fmt).requires_grad_(True)
+                    wt = [w.to(xt.dtype).requires_grad_(True) for w in ws]
+                    outs = depthwise_conv2d_triton(xt, wt, summed=summed)
+                    outs = [outs] if summed else outs
+                    gs = [torch.randn(o.shape, device=device, generator=gen, dtype=torch.float64) for o in outs]
+                    sum((o * g.to(o.dtype)).sum() for o, g in zip(outs, gs)).backward()
+                    xr = xt.detach().double().requires_grad_(True)
+                    wr = [w.detach().double().requires_grad_(True) for w in wt]
+                    refs = [F.conv2d(xr, w, padding=(w.shape[-2] // 2, w.shape[-1] // 2), groups=c) for w in wr]
+                    refs = [sum(refs)] if summed else refs
+                    sum((o * g.to(xt.dtype).double()).sum() for o, g in zip(refs, gs)).backward()
+                    pairs = list(zip(outs, refs)) + [(xt.grad, xr.grad)] + [(a.grad, b.grad) for a, b in zip(wt, wr)]
+                    err = max(((a.double() - b).abs().max() / b.abs().max()).item() for a, b in pairs)
+                    return dict(max_rel_err=err, passed=err <= tol)
+
+                emit.guarded(base, measure)
+    if device.type != 'cuda':
+        emit(table='check', what='CUDA graph vs eager', status='skipped', reason='CUDA graphs need a CUDA device')
+        return
+    from mmrevcol.models.layers import enable_cuda_graphs
+    candidates = [('RevCol deployed', lambda: _deployed(on(build_revcol(s, out_indices=(0, 1, 2, 3)), device)))]
+    if not reason:
+        candidates.append(('SLaK impl=triton', lambda: on(build_slak(s, 'triton'), device)))
+    for name, build in candidates:
+        def measure():
+            torch.manual_seed(0)
+            model = build()
+            graphed = enable_cuda_graphs(copy.deepcopy(model))
+            err = 0.
+            with torch.inference_mode():
+                for size in ((s.size, s.size), (s.size, s.size + 32), (s.size, s.size)):
+                    x = torch.randn(1, 3, *size, device=device)
+                    for a, b in zip(graphed(x), model(x)):
+                        err = max(err, ((a - b).abs().max() / b.abs().max()).item())
+            stats = graphed.forward.stats
+            return dict(max_rel_err=err, passed=err <= 1e-5 and stats['replays'] == 3 and stats['captures'] == 2,
+                        captures=stats['captures'], replays=stats['replays'])
+
+        emit.guarded(dict(table='check', what='CUDA graph vs eager', model=name, tol=1e-5), measure)
+
+
 STEP_FUNCS = {
+    'check': step_check,
     'slak-conv': step_slak('conv'),
     'slak-triton': step_slak('triton'),
     'slak-fft': step_slak('fft'),
@@ -570,6 +647,17 @@ def markdown(rows: List[dict], header: str, s) -> str:
     ok = [r for r in rows if r.get('status') == 'ok']
     out = [header, '']
 
+    checks = [r for r in ok if r['table'] == 'check']
+    if checks:
+        out += ['### Correctness on this device (before any timing)', '',
+                '| check | model / shape | kernels | summed | dtype | layout | max rel. error | tolerance | passed |',
+                '|---|---|---|---|---|---|---|---|---|']
+        for r in checks:
+            out.append(f'| {r["what"]} | {r.get("model") or r.get("shape")} | {r.get("kernels", "-")} | '
+                       f'{r.get("summed", "-")} | {r.get("dtype", "fp32")} | {r.get("layout", "-")} | '
+                       f'{r["max_rel_err"]:.1e} | {r["tol"]:g} | {r["passed"]} |')
+        out.append('')
+
     # SLaK per implementation
     slak = {}
     for r in ok:
@@ -644,6 +732,11 @@ def acceptance(ok: List[dict], s) -> List[str]:
 
     n = s.names
     lines = ['### Acceptance (issue #19), from this run', '']
+    checks = [r for r in ok if r['table'] == 'check']
+    if checks:
+        failed = [r for r in checks if not r['passed']]
+        lines.append(f'- correctness checks on this device: {len(checks) - len(failed)} of {len(checks)} passed'
+                     + (' — the speed rows of a failing implementation do not count' if failed else ''))
     for mode, goal in (('train', 0.5), ('infer', 0.6)):
         best = None
         for r in ok:

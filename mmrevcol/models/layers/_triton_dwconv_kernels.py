@@ -60,7 +60,8 @@ def dw_fwd_kernel(in0, in1, in2, out0, out1, out2, w0, w1, w2, b0, b1, b2, taps,
     h3 = h[None, :, None]
     w3 = w[None, None, :]
     omask = (c3 < C) & (h3 < H) & (w3 < W)
-    ibase = n.to(tl.int64) * isn + c3 * isc
+    # tile offsets once; per tap only a scalar shift of them, and the bounds on the (BH,) / (BW,) vectors
+    off0 = n.to(tl.int64) * isn + c3 * isc + h3 * ish + w3 * isw
     acc0 = tl.full([BC, BH, BW], 0., tl.float32)
     acc1 = tl.full([BC, BH, BW], 0., tl.float32)
     acc2 = tl.full([BC, BH, BW], 0., tl.float32)
@@ -68,13 +69,15 @@ def dw_fwd_kernel(in0, in1, in2, out0, out1, out2, w0, w1, w2, b0, b1, b2, taps,
         dy = tl.load(taps + 2 * t)
         dx = tl.load(taps + 2 * t + 1)
         if FLIP:
-            hh = h3 - dy
-            ww = w3 - dx
+            sy = -dy
+            sx = -dx
         else:
-            hh = h3 + dy
-            ww = w3 + dx
-        m = omask & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
-        off = ibase + hh * ish + ww * isw
+            sy = dy
+            sx = dx
+        hh = h3 + sy
+        ww = w3 + sx
+        m = omask & ((hh >= 0) & (hh < H)) & ((ww >= 0) & (ww < W))
+        off = off0 + (sy * ish + sx * isw)
         if not MULTI_IN:
             v = tl.load(in0 + off, mask=m, other=0.).to(tl.float32)
         if (t >= lo0) & (t < hi0):
@@ -146,6 +149,7 @@ def dw_wgrad_kernel(x, g0, g1, g2, dw0, dw1, dw2, taps,
     dy3 = dy[None, :, None]
     dx3 = dx[None, :, None]
     ct_mask = (c3 < C) & tmask[None, :, None]
+    toff = dy3 * xsh + dx3 * xsw  # (1, BT, 1): the taps' shifts of the input
     # element-wise accumulators, reduced over the positions once at the end (no reduction inside the loop)
     acc0 = tl.full([BC, BT, BP], 0., tl.float32)
     acc1 = tl.full([BC, BT, BP], 0., tl.float32)
@@ -164,7 +168,7 @@ def dw_wgrad_kernel(x, g0, g1, g2, dw0, dw1, dw2, taps,
             hh = ph[None, None, :] + dy3
             ww = pw[None, None, :] + dx3
             m = ct_mask & pmask[None, None, :] & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
-            xv = tl.load(x + xb + hh * xsh + ww * xsw, mask=m, other=0.).to(tl.float32)
+            xv = tl.load(x + (xb + (ph * xsh + pw * xsw)[None, None, :] + toff), mask=m, other=0.).to(tl.float32)
             gmask = cmask[:, None] & pmask[None, :]
             goff = gb + ph[None, :] * gsh + pw[None, :] * gsw
             if MULTI_G:

@@ -89,7 +89,13 @@ def _jit(interpret: bool) -> SimpleNamespace:
     import triton
 
     from . import _triton_dwconv_kernels as src
-    return SimpleNamespace(fwd=triton.jit(src.dw_fwd_kernel), wgrad=triton.jit(src.dw_wgrad_kernel))
+
+    # Integers that only bound loops or index taps: not specialised (Triton would compile a variant per value
+    # class, i.e. per stage and kernel size); strides stay specialised (a unit stride vectorises the loads).
+    per_kernel = [f'{name}{o}' for o in range(MAX_KERNELS) for name in ('lo', 'hi', 'ph', 'pw', 'kw', 'K')]
+    fwd = triton.jit(src.dw_fwd_kernel, do_not_specialize=['T', 'C', 'H', 'W', 'num_cb', 'num_tw'] + per_kernel)
+    wgrad = triton.jit(src.dw_wgrad_kernel, do_not_specialize=['T', 'N', 'C', 'H', 'W', 'n_per_split'] + per_kernel)
+    return SimpleNamespace(fwd=fwd, wgrad=wgrad)
 
 
 # ----------------------------------------------------------------------------------------------------------------
