@@ -98,9 +98,12 @@ def test_acceptance_lines_from_rows():
         return dict(table='slak', model=model, impl=impl, dtype=dtype, layout=layout, mode=mode, img_s=img_s,
                     status='ok', batch=32, size=224)
 
-    rows = [slak(n['slak'], 'conv', 'fp32', 'nchw', 'train', 188.), slak(n['slak'], 'conv', 'fp32', 'nchw', 'infer', 909.),
-            slak(n['slak'], 'triton', 'fp32', 'nchw', 'train', 300.), slak(n['slak'], 'triton', 'bf16', 'nchw', 'infer', 1500.),
-            slak(n['convnext'], '-', 'fp32', 'nchw', 'train', 691.), slak(n['convnext'], '-', 'fp32', 'nchw', 'infer', 2266.),
+    rows = [slak(n['slak'], 'conv', 'fp32', 'nchw', 'train', 188.),
+            slak(n['slak'], 'conv', 'fp32', 'nchw', 'infer', 909.),
+            slak(n['slak'], 'triton', 'fp32', 'nchw', 'train', 300.),
+            slak(n['slak'], 'triton', 'bf16', 'nchw', 'infer', 1500.),
+            slak(n['convnext'], '-', 'fp32', 'nchw', 'train', 691.),
+            slak(n['convnext'], '-', 'fp32', 'nchw', 'infer', 2266.),
             slak(n['convnext'], '-', 'bf16', 'nchw', 'infer', 2400.),
             dict(table='infer', model=n['revcol'], variant='deployed + CUDA graph', size='224x224', batch=1,
                  img_s=320., status='ok'),

@@ -127,3 +127,6 @@ def test_cuda_graph_replays_equal_eager():  # runs where a GPU is lent (benchmar
             for a, b in zip(model(x), ref(x)):
                 torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     assert model.forward.stats['captures'] == 3 and model.forward.stats['replays'] == 4  # LRU of one graph
+    with torch.no_grad():  # captured under inference_mode, replayed under no_grad: ordinary static buffers
+        for a, b in zip(model(x), ref(x)):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)

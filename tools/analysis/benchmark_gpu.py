@@ -670,8 +670,10 @@ def markdown(rows: List[dict], header: str, s) -> str:
                 '|---|---|---|---|---|---|---|---|']
         for (m, i, d, l), v in slak.items():
             c = ref.get((d, l), {})
-            out.append(f'| {m} | {i} | {d} | {l} | {fmt(v.get("train"))} | {fmt(ratio(v.get("train"), c.get("train")), 2)} '
-                       f'| {fmt(v.get("infer"))} | {fmt(ratio(v.get("infer"), c.get("infer")), 2)} |')
+            cells = [m, i, d, l]
+            for mode in ('train', 'infer'):
+                cells += [fmt(v.get(mode)), fmt(ratio(v.get(mode), c.get(mode)), 2)]
+            out.append('| ' + ' | '.join(cells) + ' |')
         out.append('')
 
     rev = {}
@@ -680,7 +682,8 @@ def markdown(rows: List[dict], header: str, s) -> str:
             rev.setdefault((r['dtype'], r['batch'], r['columns']), {})[r['mode']] = r
     if rev:
         out += [f'### RevCol-T widths, reversible vs plain (training step, {s.size}²; memory = what a step adds)', '',
-                '| dtype | batch | columns | plain MB | reversible MB | memory ratio | plain ms | reversible ms | time ratio |',
+                '| dtype | batch | columns | plain MB | reversible MB | memory ratio | plain ms | reversible ms '
+                '| time ratio |',
                 '|---|---|---|---|---|---|---|---|---|']
         for (d, b, c), v in rev.items():
             p, q = v.get('plain', {}), v.get('reversible', {})
@@ -698,8 +701,9 @@ def markdown(rows: List[dict], header: str, s) -> str:
             continue
         batches = sorted({b for v in cells.values() for b in v})
         ref = {size: v for (m, var, size), v in cells.items() if m == s.names['convnext'] and var == 'eager'}
-        out += [f'### {title}', '', '| model | variant | input | ' + ' | '.join(
-            f'batch {b} img/s | × ConvNeXt eager' for b in batches) + ' |', '|---|---|---|' + '---|---|' * len(batches)]
+        head = ' | '.join(f'batch {b} img/s | × ConvNeXt eager' for b in batches)
+        out += [f'### {title}', '', f'| model | variant | input | {head} |',
+                '|---|---|---|' + '---|---|' * len(batches)]
         for (m, var, size), v in cells.items():
             out.append(f'| {m} | {var} | {size} | ' + ' | '.join(
                 f'{fmt(v.get(b))} | {fmt(ratio(v.get(b), ref.get(size, {}).get(b)), 2)}' for b in batches) + ' |')
@@ -708,7 +712,8 @@ def markdown(rows: List[dict], header: str, s) -> str:
     for r in ok:
         if r['table'] == 'sparsity':
             out += ['### Dynamic sparsity under AMP', '',
-                    '| wrapper | steps | skipped | real | prune/regrow updates | density (target) | max abs pruned | exact |',
+                    '| wrapper | steps | skipped | real | prune/regrow updates | density (target) | max abs pruned '
+                    '| exact |',
                     '|---|---|---|---|---|---|---|---|',
                     f'| {r["wrapper"]} | {r["steps"]} | {r["skipped"]} | {r["real"]} | {r["updates"]} | '
                     f'{r["density"]:.4f} ({r["target"]:.4f}) | {r["max_abs_pruned"]:g} | {r["exact"]} |', '']
@@ -716,9 +721,11 @@ def markdown(rows: List[dict], header: str, s) -> str:
     out += acceptance(ok, s)
     bad = [r for r in rows if r.get('status') != 'ok' and r.get('table') != 'meta']
     if bad:
-        out += ['### Not measured', ''] + [
-            f'- {r.get("table")}: {", ".join(f"{k}={v}" for k, v in r.items() if k not in ("table", "status", "error", "reason"))}'
-            f' — {r.get("status")}: {r.get("error") or r.get("reason")}' for r in bad] + ['']
+        out += ['### Not measured', '']
+        for r in bad:
+            key = ', '.join(f'{k}={v}' for k, v in r.items() if k not in ('table', 'status', 'error', 'reason'))
+            out.append(f'- {r.get("table")}: {key} — {r.get("status")}: {r.get("error") or r.get("reason")}')
+        out.append('')
     return '\n'.join(out)
 
 
@@ -757,13 +764,14 @@ def acceptance(ok: List[dict], s) -> List[str]:
             q = max(fp32) / today
             lines.append(f'- SLaK-T fp32 {mode}: best {q:.2f}× today\'s (impl=conv, NCHW); goal ≥ 1.5× — '
                          f'{"met" if q >= 1.5 else "not met"}')
-    for table, size, goal in (('infer', f'{s.size}x{s.size}', 0.8), ('detection', f'{s.det_size[0]}x{s.det_size[1]}', 1.0)):
+    det = f'{s.det_size[0]}x{s.det_size[1]}'
+    for table, size, goal in (('infer', f'{s.size}x{s.size}', 0.8), ('detection', det, 1.0)):
         ref = img(table, model=n['convnext'], variant='eager', size=size, batch=1)
         best = max([r['img_s'] for r in ok if r['table'] == table and r['model'] == n['revcol'] and r['size'] == size
                     and r['batch'] == 1] or [0.])
         if ref and best:
-            lines.append(f'- RevCol-T batch 1 at {size} / ConvNeXt-T (eager): best {best / ref:.2f}×; goal ≥ {goal}× — '
-                         f'{"met" if best / ref >= goal else "not met"}')
+            lines.append(f'- RevCol-T batch 1 at {size} / ConvNeXt-T (eager): best {best / ref:.2f}×; '
+                         f'goal ≥ {goal}× — {"met" if best / ref >= goal else "not met"}')
     return lines + ['']
 
 

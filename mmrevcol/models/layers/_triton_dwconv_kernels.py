@@ -8,9 +8,10 @@ of the launch rather than of whoever imported this module first.
 Conventions shared by both kernels:
 
 * ``taps`` is an int32 (T, 2) table of offsets ``(dy, dx)``, the union of up to three centred odd kernels
-  (branches ``0..NB-1``); branch ``o`` owns the contiguous range ``[lo_o, hi_o)`` of it, and its weight
-  ``(C, 1, kh, kw)`` (contiguous, ``K = kh * kw`` per channel) holds tap ``(dy, dx)`` at
-  ``(dy + kh // 2) * kw + dx + kw // 2``;
+  (branches ``0..NB-1``); branch ``o`` owns the contiguous range ``[lo_o, hi_o)`` of it; tap ``(dy, dx)`` of a
+  kh×kw kernel is its element ``k = (dy + kh // 2) * kw + dx + kw // 2`` (``K = kh * kw``);
+* the tile kernel reads weights tap-major, (K, C) contiguous (a tap's weights for a block of channels are one
+  contiguous load); the weight gradient is written channel-major, (C, K) per batch split;
 * tensors are addressed through their strides (N, C, H, W order), so NCHW and channels-last both work; the block
   shape says which dimension the threads run along;
 * every product is accumulated in float32; outputs are stored in their tensor's dtype;
@@ -81,13 +82,13 @@ def dw_fwd_kernel(in0, in1, in2, out0, out1, out2, w0, w1, w2, b0, b1, b2, taps,
         if not MULTI_IN:
             v = tl.load(in0 + off, mask=m, other=0.).to(tl.float32)
         if (t >= lo0) & (t < hi0):
-            wt = tl.load(w0 + c * K0 + (dy + ph0) * kw0 + dx + pw0, mask=cmask, other=0.).to(tl.float32)
+            wt = tl.load(w0 + ((dy + ph0) * kw0 + dx + pw0) * C + c, mask=cmask, other=0.).to(tl.float32)
             if MULTI_IN:
                 v = tl.load(in0 + off, mask=m, other=0.).to(tl.float32)
             acc0 += wt[:, None, None] * v
         if NB > 1:
             if (t >= lo1) & (t < hi1):
-                wt = tl.load(w1 + c * K1 + (dy + ph1) * kw1 + dx + pw1, mask=cmask, other=0.).to(tl.float32)
+                wt = tl.load(w1 + ((dy + ph1) * kw1 + dx + pw1) * C + c, mask=cmask, other=0.).to(tl.float32)
                 if MULTI_IN:
                     v = tl.load(in1 + off, mask=m, other=0.).to(tl.float32)
                 if MULTI_OUT:
@@ -96,7 +97,7 @@ def dw_fwd_kernel(in0, in1, in2, out0, out1, out2, w0, w1, w2, b0, b1, b2, taps,
                     acc0 += wt[:, None, None] * v
         if NB > 2:
             if (t >= lo2) & (t < hi2):
-                wt = tl.load(w2 + c * K2 + (dy + ph2) * kw2 + dx + pw2, mask=cmask, other=0.).to(tl.float32)
+                wt = tl.load(w2 + ((dy + ph2) * kw2 + dx + pw2) * C + c, mask=cmask, other=0.).to(tl.float32)
                 if MULTI_IN:
                     v = tl.load(in2 + off, mask=m, other=0.).to(tl.float32)
                 if MULTI_OUT:

@@ -19,6 +19,7 @@ from their addresses, so load weights before the first captured call (or disable
 
 The alternative with the same effect, and a compile step: ``torch.compile(model, mode='reduce-overhead')``.
 """
+import contextlib
 import warnings
 from collections import OrderedDict
 from typing import Any, Callable, Dict, Optional, Tuple
@@ -39,6 +40,15 @@ def _map_tensors(fn: Callable[[Tensor], Tensor], obj: Any) -> Any:
     if isinstance(obj, dict):
         return type(obj)((k, _map_tensors(fn, v)) for k, v in obj.items())
     return obj
+
+
+@contextlib.contextmanager
+def _plain_no_grad():
+    """No gradients, and ordinary (not inference-mode) tensors: the static buffers are written on every replay,
+    which inference tensors forbid outside ``torch.inference_mode``, so a graph captured under
+    ``inference_mode`` must still replay under ``no_grad`` (and the reverse)."""
+    with torch.inference_mode(False), torch.no_grad():
+        yield
 
 
 class _Graph:
@@ -118,7 +128,7 @@ class CUDAGraphForward:
                 self.graphs.popitem(last=False)
         else:
             self.graphs.move_to_end(key)
-        with torch.no_grad():
+        with _plain_no_grad():
             for static, a in zip(entry.inputs, args):
                 static.copy_(a)
             entry.graph.replay()
@@ -128,7 +138,7 @@ class CUDAGraphForward:
     def capture(self, args: Tuple[Tensor, ...]) -> _Graph:
         """Warm up on a side stream, then record one forward on ``args``' signature (torch's recipe)."""
         device = args[0].device
-        with torch.no_grad():
+        with _plain_no_grad():
             inputs = tuple(torch.empty_strided(a.shape, a.stride(), dtype=a.dtype, device=device).copy_(a)
                            for a in args)
             stream = torch.cuda.Stream(device)

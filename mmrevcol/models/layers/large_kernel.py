@@ -136,7 +136,8 @@ def depthwise_conv2d_multi(x: Tensor, weights: Sequence[Tensor], biases: Optiona
         impl (str): 'auto', 'conv', 'fft' or 'triton'. Defaults to 'auto'.
 
     Returns:
-        List[Tensor]: (N, C, H, W) outputs, NCHW-contiguous.
+        List[Tensor]: (N, C, H, W) outputs: NCHW-contiguous with 'fft'; in ``x``'s memory layout with 'conv' and
+        'triton'.
     """
     biases = list(biases) if biases is not None else [None] * len(weights)
     for weight in weights:

@@ -243,8 +243,9 @@ def _conv(inputs: Sequence[Tensor], weights: Sequence[Tensor], bias: Sequence[Op
     has_bias = any(b is not None for b in bias)
     bias = [b if b is not None else x.new_zeros(c) for b in bias] if has_bias else [x] * len(weights)
     ins = _pad3(inputs, x)
+    taps_major = [wt.reshape(c, -1).t().contiguous() for wt in weights]  # (K, C): a tap's channels contiguous
     kernels().fwd[(n * num_cb, num_th * num_tw)](
-        *ins, *_pad3(outs, outs[0]), *_pad3(weights, weights[0]), *_pad3(bias, bias[0]),
+        *ins, *_pad3(outs, outs[0]), *_pad3(taps_major, taps_major[0]), *_pad3(bias, bias[0]),
         _taps_tensor(offsets, x.device), **_meta(offsets, ranges, shapes),
         C=c, H=h, W=w, num_cb=num_cb, num_tw=num_tw,
         isn=x.stride(0), isc=x.stride(1), ish=x.stride(2), isw=x.stride(3),
