@@ -159,7 +159,7 @@ def convert_file(tmp_path, name, payload, prefix=''):
     return dst
 
 
-def check_against_reference(tmp_path, checkpoint, ref, config, tol=1e-4):
+def check_against_reference(tmp_path, checkpoint, ref, config, tol=1e-4, impl='auto'):
     """The issue's acceptance: convert -> load_checkpoint(strict=True) into SLaK built in the mmdet scope; eval
     outputs, input grad and every parameter grad (converted by the same tool) within ``tol``; again after deploy."""
     weights = convert_file(tmp_path, 'ckpt', checkpoint)
@@ -167,7 +167,8 @@ def check_against_reference(tmp_path, checkpoint, ref, config, tol=1e-4):
     init_default_scope('mmdet')
     model = MODELS.build(dict(type='SLaK', arch=dict(dims=config['dims'], depths=config['depths']),
                               kernel_size=config['kernel_size'], width_factor=config['width_factor'],
-                              decompose=config.get('Decom', True), out_indices=(0, 1, 2, 3), out_norm=False))
+                              decompose=config.get('Decom', True), out_indices=(0, 1, 2, 3), out_norm=False,
+                              impl=impl))
     load_checkpoint(model, str(weights), strict=True)
     model.eval()
     official = checkpoint['model']

@@ -22,10 +22,23 @@ from .base import ColumnBackbone
 NUM_LEVELS = 4
 
 
+def _eager() -> bool:
+    """Not tracing, compiling or exporting: where shape-dependent Python branches are free (the compilers fuse the
+    plain ops themselves; a branch on sizes would become a guard on dynamic shapes)."""
+    return not (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()
+                or torch.compiler.is_exporting())
+
+
+def _power_of_two(n: int) -> bool:
+    return n >= 1 and n & (n - 1) == 0
+
+
 class UpFusion(nn.Module):
     """Linear + LayerNorm on channels, then nearest resize to the target level's size.
 
     Resizing to an explicit size instead of a fixed x2 makes odd input sizes work (official segmentation code).
+    :meth:`add_to` adds the resized map to another without materialising it where the resize is an exact
+    power-of-two repeat.
     """
 
     def __init__(self, in_channels: int, out_channels: int):
@@ -33,9 +46,30 @@ class UpFusion(nn.Module):
         self.proj = nn.Linear(in_channels, out_channels)
         self.norm = nn.LayerNorm(out_channels, eps=1e-6)
 
+    def project(self, x: Tensor) -> Tensor:
+        """(N, h, w, C_out) channels-last-contiguous: the projected, normalised map before the resize."""
+        return self.norm(self.proj(x.permute(0, 2, 3, 1)))
+
     def forward(self, x: Tensor, size: Tuple[int, int]) -> Tensor:
-        x = self.norm(self.proj(x.permute(0, 2, 3, 1))).permute(0, 3, 1, 2)
-        return F.interpolate(x, size=size, mode='nearest')
+        return F.interpolate(self.project(x).permute(0, 3, 1, 2), size=size, mode='nearest')
+
+    def add_to(self, target: Tensor, x: Tensor) -> Tensor:
+        """``target + self(x, target.shape[-2:])``, bit for bit, in one pass over ``target``.
+
+        When ``target`` is an exact power-of-two multiple of ``x``'s size (every level of inputs divisible by 32),
+        nearest resizing repeats each value ``f`` times (its source index ``floor(i / f)`` is exact in floating
+        point), so the projected map is broadcast-added to ``target`` viewed as (N, h, fh, w, fw, C): no resized
+        map is written and read back. Elsewhere (odd sizes; tracing, compiling, exporting) the plain resize + add.
+        """
+        u = self.project(x)
+        n, c, height, width = target.shape
+        h, w = u.shape[1:3]
+        fh, fw = height // h, width // w
+        if not (_eager() and height == h * fh and width == w * fw and _power_of_two(fh) and _power_of_two(fw)):
+            return target + F.interpolate(u.permute(0, 3, 1, 2), size=(height, width), mode='nearest')
+        t = target.permute(0, 2, 3, 1).unflatten(2, (w, fw)).unflatten(1, (h, fh))  # (N, h, fh, w, fw, C) view
+        out = t + u[:, :, None, :, None, :]
+        return out.flatten(3, 4).flatten(1, 2).permute(0, 3, 1, 2)
 
 
 class Fusion(nn.Module):
@@ -58,9 +92,8 @@ class Fusion(nn.Module):
 
     def forward(self, down_input: Tensor, *prev_inputs: Tensor) -> Tensor:
         x = self.down(down_input)
-        size = x.shape[-2:]
         for up, c in zip((u for u in (self.up, self.up_top) if u is not None), prev_inputs):
-            x = x + up(c, size)
+            x = up.add_to(x, c)  # x + up(c, x.shape[-2:]), without the resized intermediate
         return x
 
 

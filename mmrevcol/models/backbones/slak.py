@@ -67,8 +67,9 @@ class SLaK(BaseBackbone):
         norm_cfg (dict): Norm of the large-kernel branches, a BatchNorm ('BN', 'SyncBN'). Defaults to
             ``dict(type='BN')``.
         norm_eval (bool): Keep those BatchNorms in eval mode while training (frozen statistics). Defaults to False.
-        impl (str): Large-kernel implementation, 'auto' | 'conv' | 'fft' (:mod:`~mmrevcol.models.layers.large_kernel`).
-            Defaults to 'auto'.
+        impl (str): Large-kernel implementation, 'auto' | 'conv' | 'fft' | 'triton'
+            (:mod:`~mmrevcol.models.layers.large_kernel`; 'triton' needs a CUDA device and Triton). Defaults to
+            'auto'.
         with_cp (bool): Checkpoint each block (recompute it in backward). Defaults to False.
         deploy (bool): Build the re-parameterised form (one K×K conv with bias per block), e.g. to load the
             output of :meth:`switch_to_deploy`. Defaults to False.

@@ -2,22 +2,26 @@
 
 * :func:`depthwise_conv2d` computes a "same"-size depthwise cross-correlation for any (odd) kernel shape with a
   selectable implementation: ``'conv'`` (``F.conv2d`` with padding ``(kh // 2, kw // 2)``: what the official CUDA
-  extension computes, on any device and dtype) or ``'fft'`` (zero-padded real FFT: its cost does not grow with the
-  kernel area). ``'auto'`` picks one per device and kernel size (:func:`choose_impl`).
+  extension computes, on any device and dtype), ``'fft'`` (zero-padded real FFT: its cost does not grow with the
+  kernel area) or ``'triton'`` (:mod:`~mmrevcol.models.layers.triton_dwconv`: the branches' taps in one pass over
+  the input; CUDA, or Triton's interpreter on CPU for tests). ``'auto'`` picks one per device, dtype and kernel
+  size from measured rules (:func:`choose_impl`, :data:`AUTO_RULES`).
 * :class:`LargeKernelConv` is SLaK's ``ReparamLargeKernelConv``: ``BN(K×s) + BN(s×K) + BN(s×s)`` (decomposed) or
   ``BN(K×K) + BN(s×s)``, all depthwise without bias; :meth:`LargeKernelConv.switch_to_deploy` folds the BNs and
   merges the kernels into one K×K depthwise conv with bias (the same function in eval mode).
 
-The branches share the input, so the FFT path transforms it once and only the (small) kernels per branch.
+The branches share the input, so the FFT path transforms it once and only the (small) kernels per branch, and the
+Triton path loads each input tile once for all branches.
 """
-from typing import List, Optional, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
-IMPLS = ('auto', 'conv', 'fft')
+IMPLS = ('auto', 'conv', 'fft', 'triton')
 
 # CPU: below this kernel area (kh * kw) the direct depthwise conv is faster than the FFT path (measured on a
 # 2-core x86 machine with SLaK-T's shapes; see tools/analysis/benchmark_slak.py to re-measure on yours).
@@ -26,16 +30,53 @@ CPU_FFT_MIN_AREA = 1024
 CUDA_FFT_MIN_AREA = 2048
 
 
-def choose_impl(device: torch.device, kernel_sizes: Sequence[Tuple[int, int]]) -> str:
-    """The implementation ``'auto'`` uses for these kernels on ``device``.
+class AutoRule(NamedTuple):
+    """One measured choice of ``impl='auto'``: on ``device``, for ``dtypes`` (empty: any), when the largest kernel
+    area is at least ``min_area``, use ``impl``. ``source`` says which measurement the rule comes from."""
+    device: str
+    impl: str
+    min_area: int = 0
+    dtypes: Tuple[torch.dtype, ...] = ()
+    source: str = ''
+
+
+# First matching rule wins; nothing matches -> 'conv' (F.conv2d). A rule for 'triton' is skipped where its kernels
+# cannot run (no Triton). Add one only from a GPU measurement (tools/analysis/benchmark_gpu.py; the table in
+# docs/slak.md) and name it in ``source``: no GPU has measured the Triton kernels yet, so 'auto' never picks them
+# (select them with impl='triton', or model.backbone.impl='triton' in a config).
+AUTO_RULES: Tuple[AutoRule, ...] = (
+    AutoRule('cpu', 'fft', CPU_FFT_MIN_AREA, source='2-core x86, tools/analysis/benchmark_slak.py'),
+    AutoRule('cuda', 'fft', CUDA_FFT_MIN_AREA, source='earlier default (H100: decomposed kernels faster with conv)'),
+)
+
+
+def choose_impl(device: torch.device, kernel_sizes: Sequence[Tuple[int, int]],
+                dtype: Optional[torch.dtype] = None) -> str:
+    """The implementation ``'auto'`` uses for these kernels on ``device`` (in ``dtype``, if given).
 
     Direct convolution costs ``kh * kw`` multiply-adds per output, the FFT path ``O(log(HW))``: the FFT wins once
     the largest kernel's area passes a device-dependent threshold (the decomposed SLaK kernels, K×5, stay below it;
-    the merged deploy-time K×K kernels of the first stages are above it).
+    the merged deploy-time K×K kernels of the first stages are above it). The rules are :data:`AUTO_RULES`.
     """
     area = max(kh * kw for kh, kw in kernel_sizes)
-    threshold = CUDA_FFT_MIN_AREA if device.type == 'cuda' else CPU_FFT_MIN_AREA
-    return 'fft' if area >= threshold else 'conv'
+    for rule in AUTO_RULES:
+        if rule.device != device.type or area < rule.min_area:
+            continue
+        if rule.dtypes and dtype not in rule.dtypes:
+            continue
+        if rule.impl == 'triton':
+            from . import triton_dwconv
+            if not triton_dwconv.available(device):
+                continue
+        return rule.impl
+    return 'conv'
+
+
+def _compute_dtype(x: Tensor) -> torch.dtype:
+    """The dtype a conv of ``x`` computes in: the autocast dtype where autocast is on."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.get_autocast_dtype(x.device.type)
+    return x.dtype
 
 
 def _conv(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
@@ -92,10 +133,11 @@ def depthwise_conv2d_multi(x: Tensor, weights: Sequence[Tensor], biases: Optiona
         x (Tensor): (N, C, H, W) input.
         weights (Sequence[Tensor]): (C, 1, kh, kw) depthwise kernels, odd kh and kw.
         biases (Sequence[Tensor | None], optional): (C,) biases. Defaults to no bias.
-        impl (str): 'auto', 'conv' or 'fft'. Defaults to 'auto'.
+        impl (str): 'auto', 'conv', 'fft' or 'triton'. Defaults to 'auto'.
 
     Returns:
-        List[Tensor]: (N, C, H, W) outputs, NCHW-contiguous.
+        List[Tensor]: (N, C, H, W) outputs: NCHW-contiguous with 'fft'; in ``x``'s memory layout with 'conv' and
+        'triton'.
     """
     biases = list(biases) if biases is not None else [None] * len(weights)
     for weight in weights:
@@ -103,11 +145,17 @@ def depthwise_conv2d_multi(x: Tensor, weights: Sequence[Tensor], biases: Optiona
         if weight.shape[0] != x.shape[1] or weight.shape[1] != 1 or kh % 2 == 0 or kw % 2 == 0:
             raise ValueError(f'depthwise kernels must be ({x.shape[1]}, 1, odd, odd), got {tuple(weight.shape)}')
     if impl == 'auto':
-        impl = choose_impl(x.device, [tuple(w.shape[-2:]) for w in weights])
+        impl = choose_impl(x.device, [tuple(w.shape[-2:]) for w in weights], _compute_dtype(x))
     if impl == 'conv':
         return [_conv(x, w, b) for w, b in zip(weights, biases)]
     if impl == 'fft':
         return _fft_multi(x, weights, biases)
+    if impl == 'triton':
+        from .triton_dwconv import depthwise_conv2d_triton
+        out: List[Tensor] = []
+        for start in range(0, len(weights), 3):  # up to three kernels per pass
+            out += depthwise_conv2d_triton(x, weights[start:start + 3], biases[start:start + 3])
+        return out
     raise ValueError(f'impl must be one of {IMPLS}, got {impl!r}')
 
 
@@ -136,6 +184,12 @@ class ConvBN(nn.Module):
         return self.conv.weight * scale.view(-1, 1, 1, 1), shift
 
 
+def _frozen_bn(norm: nn.Module) -> bool:
+    """A BatchNorm that normalises with its running statistics (an affine map that folds into the conv)."""
+    return (isinstance(norm, _BatchNorm) and not norm.training and norm.track_running_stats
+            and norm.running_mean is not None)
+
+
 def pad_to(kernel: Tensor, size: Tuple[int, int]) -> Tensor:
     """Zero-pad a (C, 1, kh, kw) kernel symmetrically to ``size``: same "same"-padded function for odd sizes."""
     dh, dw = size[0] - kernel.shape[-2], size[1] - kernel.shape[-1]
@@ -158,7 +212,10 @@ class LargeKernelConv(nn.Module):
         small_kernel (int, optional): The small kernel s (odd), or None for no small branch.
         decompose (bool): K×s + s×K instead of K×K. Defaults to True.
         norm_cfg (dict): BatchNorm config ('BN', 'SyncBN', ...). Defaults to ``dict(type='BN')``.
-        impl (str): 'auto' | 'conv' | 'fft', see :func:`depthwise_conv2d_multi`. Defaults to 'auto'.
+        impl (str): 'auto' | 'conv' | 'fft' | 'triton', see :func:`depthwise_conv2d_multi`. With 'triton' the
+            branches are computed in one pass (separate outputs for their BatchNorms while these use batch
+            statistics; with running statistics — eval mode, ``norm_eval`` — the BNs are folded into the kernels
+            and the branches summed in the same pass). Defaults to 'auto'.
         deploy (bool): Build the fused form directly (to load a re-parameterised checkpoint). Defaults to False.
     """
 
@@ -204,11 +261,25 @@ class LargeKernelConv(nn.Module):
     def deployed(self) -> bool:
         return hasattr(self, 'fused')
 
-    def forward(self, x: Tensor) -> Tensor:
+    def kernel_sizes(self) -> List[Tuple[int, int]]:
         if self.deployed:
-            return depthwise_conv2d(x, self.fused.weight, self.fused.bias, self.impl)
+            return [tuple(self.fused.weight.shape[-2:])]
+        return [tuple(getattr(self, name).conv.weight.shape[-2:]) for name in self.branch_names]
+
+    def forward(self, x: Tensor) -> Tensor:
+        impl = self.impl
+        if impl == 'auto':
+            impl = choose_impl(x.device, self.kernel_sizes(), _compute_dtype(x))
+        if self.deployed:
+            return depthwise_conv2d(x, self.fused.weight, self.fused.bias, impl)
         branches = [getattr(self, name) for name in self.branch_names]
-        outs = depthwise_conv2d_multi(x, [b.conv.weight for b in branches], None, self.impl)
+        if impl == 'triton' and all(_frozen_bn(b.bn) for b in branches):
+            # BNs on running statistics are affine: fold them and sum the branches inside the kernel (one output,
+            # gradients flow to the kernels and the BNs' affine parameters through the fold)
+            from .triton_dwconv import depthwise_conv2d_triton
+            folded = [b.fold() for b in branches]
+            return depthwise_conv2d_triton(x, [w for w, _ in folded], [b for _, b in folded], summed=True)
+        outs = depthwise_conv2d_multi(x, [b.conv.weight for b in branches], None, impl)
         out = branches[0].bn(outs[0])
         for branch, y in zip(branches[1:], outs[1:]):
             out = out + branch.bn(y)
