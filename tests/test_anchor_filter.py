@@ -34,19 +34,18 @@ def test_transform_applies_mmdets_inside_test(caplog):
     assert SkipImagesWithoutAnchors(_rpn_anchors(), allowed_border=-1).has_anchor_inside((1, 128))
 
 
-def test_train_py_inserts_it_for_anchor_heads_with_inside_anchors_only():
-    train = load_tool('train')
+def test_configs_state_it_for_anchor_heads_with_inside_anchors_only():
+    """The detection recipes state the filter with their RPN's anchors (every config: test_same_run.py)."""
     for config, expected in [(DET, True), ('configs/cascade_revcol_t_coco.py', True),
-                             ('configs/upernet_revcol_t_ade20k.py', False)]:
+                             ('configs/retinanet_revcol_t_coco.py', False), ('configs/upernet_revcol_t_ade20k.py', False)]:
         cfg = Config.fromfile(str(REPO / config))
-        train.skip_images_without_anchors(cfg)
         pipeline = cfg.train_dataloader.dataset.pipeline
         types = [t['type'] for t in pipeline]
         assert ('SkipImagesWithoutAnchors' in types) == expected, (config, types)
         if expected:
             assert types[-2:] == ['SkipImagesWithoutAnchors', 'PackDetInputs']
-            train.skip_images_without_anchors(cfg)
-            assert [t['type'] for t in pipeline].count('SkipImagesWithoutAnchors') == 1
+            assert pipeline[-2].anchor_generator == cfg.model.rpn_head.anchor_generator
+            assert pipeline[-2].allowed_border == cfg.model.train_cfg.rpn.allowed_border == 0
 
 
 def _add_thin_image(root: str, h: int = 20, w: int = 2000) -> None:

@@ -9,7 +9,9 @@ from mmengine.config import Config
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, init_default_scope
 
 import mmrevcol  # noqa: F401
+from mmrevcol.models.backbones.hiri_vit import HIRIViT
 from mmrevcol.models.backbones.revcol import RevCol
+from mmrevcol.models.backbones.slak import SLaK
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / 'configs'
@@ -64,6 +66,38 @@ def test_config_is_consistent(name):
         assert init is None, 'demo/acceptance configs train from scratch'
     else:
         assert init.type == 'Pretrained' and Path(init.checkpoint).name.startswith('revcol_')
+
+
+FRAGMENT_DIR = CONFIG_DIR / '_base_' / 'backbones'
+FRAGMENTS = sorted(p.name for p in FRAGMENT_DIR.glob('*.py'))
+
+
+@pytest.mark.parametrize('fragment', FRAGMENTS)
+def test_backbone_fragment_convention(fragment):
+    """One convention for every family (docs/contributing.md): ``backbone = dict(type=...)`` and, where heads need
+    the widths, ``backbone_channels``; nothing else, no ``_delete_`` inside, no text substitution."""
+    code = '\n'.join(line.split('#')[0] for line in (FRAGMENT_DIR / fragment).read_text().splitlines())
+    assert '{{' not in code and '_delete_' not in code
+    cfg = Config.fromfile(str(FRAGMENT_DIR / fragment))
+    assert set(cfg.keys()) == {'backbone', 'backbone_channels'}, sorted(cfg.keys())
+    assert isinstance(cfg.backbone.type, str)
+    init = cfg.backbone.get('init_cfg')
+    if init is not None and not cfg.backbone.type.startswith(('RevCol', 'SLaK', 'HIRIViT', 'ResidualAttentionNet')):
+        assert init.get('strict') is True, 'library backbones opt in to the strict loading policy'
+
+
+@pytest.mark.parametrize('fragment', [f for f in FRAGMENTS if f.startswith(('revcol_', 'slak_', 'hiri_vit_'))])
+def test_project_fragment_channels_are_the_archs(fragment):
+    """``backbone_channels`` of the project families' fragments are what their outputs carry (the zoo's are
+    measured by building the backbone, tests/test_configs_zoo.py)."""
+    b = Config.fromfile(str(FRAGMENT_DIR / fragment)).backbone
+    if b.type == 'RevCol':
+        channels = RevCol.parse_arch(b.arch)['channels']
+    elif b.type == 'SLaK':
+        channels = [int(d * b.width_factor) for d in SLaK.parse_arch(b.arch)['dims']]
+    else:
+        channels = HIRIViT.parse_arch(b.arch)['channels']
+    assert list(Config.fromfile(str(FRAGMENT_DIR / fragment)).backbone_channels) == [channels[i] for i in b.out_indices]
 
 
 CASCADE = {  # arch, drop path, lr, layer decay, checkpoint (official recipe, docs/revcol.md)

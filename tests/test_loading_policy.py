@@ -244,7 +244,7 @@ def test_readme_init_cfg_option_works_on_configs_without_init_cfg(tmp_path):
                              f'model.backbone.init_cfg.checkpoint={ckpt}'])
     cfg = train.load_cfg(args)
     assert cfg.model.backbone.init_cfg == dict(type='Pretrained', checkpoint=ckpt)
-    assert any(h['type'] == 'CheckpointLoadingHook' for h in cfg.custom_hooks)
+    assert cfg.default_hooks.checkpoint_loading.type == 'CheckpointLoadingHook'  # stated by the config
 
 
 def test_resume_in_an_empty_work_dir_still_needs_the_pretrained_file(tmp_path):

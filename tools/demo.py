@@ -28,7 +28,6 @@ from mmengine.config import Config  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from mmrevcol.demo_data import DEFAULT_ROOT, generate  # noqa: E402
-from mmrevcol.engine import ensure_loading_hook  # noqa: E402
 
 TASKS = {
     'det': ('configs/demo/cascade_revcol_demo.py', 'RevCol Cascade Mask R-CNN (mmdet)'),
@@ -80,8 +79,7 @@ def build_cfg(config: str, args) -> Config:
                 sched.begin, sched.end = warm, it
     cfg.default_hooks.logger.interval = args.log_interval
     cfg.work_dir = osp.join(args.work_dir, osp.splitext(osp.basename(config))[0])
-    cfg.launcher = 'none'
-    ensure_loading_hook(cfg)  # as tools/train.py: every checkpoint goes through the loading policy
+    cfg.launcher = 'none'  # the run's safety hooks and the anchor filter come from the configs, as in tools/train.py
     return cfg
 
 

@@ -24,8 +24,6 @@ from mmengine.config import ConfigDict  # noqa: E402
 
 from mmrevcol.utils.cli import LiteralDictAction  # noqa: E402
 
-from mmrevcol.engine import ensure_loading_hook  # noqa: E402
-
 from train import build_runner, close_dist, load_cfg  # noqa: E402
 
 
@@ -115,8 +113,9 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = load_cfg(args)
     scope = scope_of(cfg)
+    # the config's CheckpointLoadingHook (configs/_base_/runtime/safety.py) loads it in 'test' mode: every key and
+    # shape must match, no half-random model is evaluated
     cfg.load_from = args.checkpoint
-    ensure_loading_hook(cfg, mode='test')  # every key and shape must match: no half-random model evaluated
 
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args, scope)

@@ -13,6 +13,7 @@ Examples::
     bash tools/dist_train.sh CONFIG 8                      # 8 processes (torchrun)
 """
 import argparse
+import logging
 import os
 import os.path as osp
 import sys
@@ -24,14 +25,17 @@ import mmrevcol  # noqa: E402,F401  isort:skip
 
 import torch  # noqa: E402
 from mmengine.config import Config, ConfigDict  # noqa: E402
+from mmengine.logging import print_log  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from mmrevcol.checkpoint import check_model_init_cfgs  # noqa: E402
-from mmrevcol.engine import ensure_loading_hook  # noqa: E402
 from mmrevcol.utils.cli import LiteralDictAction  # noqa: E402
 
 DOCS = 'docs/downstream.md'
+# The run's safety lives in the configs (configs/_base_/runtime/safety.py); the tools add none of it.
+SAFETY_FRAGMENT = osp.abspath(osp.join(osp.dirname(__file__), '..', 'configs', '_base_', 'runtime', 'safety.py'))
+SAFETY_HOOKS = ('SafeCheckpointHook', 'NonFiniteLossHook', 'CheckpointLoadingHook')
 
 
 def parse_args(argv=None):
@@ -74,8 +78,7 @@ def load_cfg(args) -> Config:
         check_model_init_cfgs(cfg.model)
     except ValueError as e:
         raise SystemExit(f'ERROR: {e}')
-    # every checkpoint the Runner loads (load_from, --resume, test) goes through mmrevcol's loading policy
-    ensure_loading_hook(cfg)
+    warn_without_safety_hooks(cfg, args.config)
     # work_dir: CLI > config > ./work_dirs/<config name>
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
@@ -83,6 +86,25 @@ def load_cfg(args) -> Config:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     adapt_to_device(cfg)
     return cfg
+
+
+def missing_safety_hooks(cfg: Config) -> list:
+    """The hooks of ``configs/_base_/runtime/safety.py`` that the config states neither in ``default_hooks`` nor in
+    ``custom_hooks``."""
+    hooks = list((cfg.get('default_hooks', None) or {}).values()) + list(cfg.get('custom_hooks', None) or [])
+    types = {getattr(h.get('type'), '__name__', h.get('type')) for h in hooks if isinstance(h, dict)}
+    types |= {t.split('.')[-1] for t in types if isinstance(t, str)}  # 'mmrevcol.X' names X
+    return [name for name in SAFETY_HOOKS if name not in types]
+
+
+def warn_without_safety_hooks(cfg: Config, config: str) -> None:
+    """One warning line for a config without the run's safety hooks (a user's own config); nothing is added."""
+    missing = missing_safety_hooks(cfg)
+    if missing:
+        print_log(f'{config} does not state {", ".join(missing)}: this tool adds nothing a config does not say. '
+                  f"For atomic checkpoints, the NaN stop and strict checkpoint loading add '{SAFETY_FRAGMENT}' to "
+                  f'its _base_ and set default_hooks = _base_.safety_hooks ({DOCS}).', logger='current',
+                  level=logging.WARNING)
 
 
 def pretrained_options(cfg: Config, options: dict) -> dict:
@@ -129,7 +151,8 @@ def adapt_to_device(cfg: Config) -> None:
     cfg.model_wrapper_cfg = wrapper
     # torch's SyncBatchNorm needs a GPU; without one, plain BN per process (mmengine also reverts SyncBN when not
     # distributed).
-    _replace_norm_type(cfg.model, 'SyncBN', 'BN')
+    replaced = _replace_norm_type(cfg.model, 'SyncBN', 'BN')
+    print(f'No CUDA device: distributed backend gloo, {replaced} SyncBN -> BN', flush=True)
 
 
 def pretrained_checkpoints(model_cfg) -> list:
@@ -230,67 +253,8 @@ def build_runner(cfg: Config):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# What happens when things go wrong (issue #9): crash-safe checkpoints, NaN guard, data pre-flight
-SAFE_CHECKPOINT_REPLACES = ('CheckpointHook', 'mmengine.CheckpointHook')
-GUARDS = ('NonFiniteLossHook', 'mmrevcol.NonFiniteLossHook')
-
-
-def use_safe_hooks(cfg: Config) -> None:
-    """mmengine's CheckpointHook -> SafeCheckpointHook (same arguments), and NonFiniteLossHook on.
-
-    Done here rather than in every config: configs inherit mmdet's/mmseg's ``default_hooks`` and stay thin.
-    """
-    hooks = cfg.get('default_hooks', None) or ConfigDict()
-    checkpoint = hooks.get('checkpoint', None)
-    if isinstance(checkpoint, dict) and checkpoint.get('type') in SAFE_CHECKPOINT_REPLACES:
-        checkpoint['type'] = 'SafeCheckpointHook'
-    custom = list(cfg.get('custom_hooks', None) or [])
-    if not any(isinstance(h, dict) and h.get('type') in GUARDS for h in custom):
-        custom.append(dict(type='NonFiniteLossHook'))
-    cfg.custom_hooks = custom
-
-
-def _anchor_head(cfg: Config):
-    """``(anchor_generator, allowed_border)`` of the model's anchor head that trains on inside anchors only."""
-    model = cfg.get('model', None) or {}
-    train_cfg = model.get('train_cfg', None) or {}
-    for head_key, head_train_cfg in (('rpn_head', train_cfg.get('rpn', None)), ('bbox_head', train_cfg)):
-        head = model.get(head_key, None)
-        if not isinstance(head, dict) or not isinstance(head_train_cfg, dict):
-            continue
-        generator, border = head.get('anchor_generator', None), head_train_cfg.get('allowed_border', None)
-        if generator is not None and border is not None and border >= 0:
-            return generator, border
-    return None
-
-
-def skip_images_without_anchors(cfg: Config) -> None:
-    """Train pipelines of anchor-based detectors skip (with a warning) images too thin for any anchor.
-
-    mmdet raises ValueError on such an image (e.g. 20x2000) and the run dies; see mmrevcol/datasets/anchor_filter.py.
-    The check goes just before ``PackDetInputs``, where the image has its final shape.
-    """
-    head = _anchor_head(cfg)
-    if head is None or 'train_dataloader' not in cfg:
-        return
-    check = dict(type='SkipImagesWithoutAnchors', anchor_generator=head[0], allowed_border=head[1])
-
-    def walk(dataset):
-        if isinstance(dataset, dict):
-            pipeline = dataset.get('pipeline', None)
-            if isinstance(pipeline, list) and pipeline and isinstance(pipeline[-1], dict) \
-                    and pipeline[-1].get('type') in ('PackDetInputs', 'mmdet.PackDetInputs') \
-                    and not any(isinstance(t, dict) and t.get('type') == check['type'] for t in pipeline):
-                pipeline.insert(len(pipeline) - 1, check)
-            for key in ('dataset', 'datasets'):
-                walk(dataset.get(key, None))
-        elif isinstance(dataset, (list, tuple)):
-            for item in dataset:
-                walk(item)
-
-    walk(cfg.train_dataloader.get('dataset', None))
-
-
+# What happens when things go wrong (issue #9): the safety hooks and the anchor filter are stated by the configs
+# (configs/_base_/runtime/safety.py, the detection recipes); the data pre-flight is an option of this tool.
 def check_data_or_exit(cfg: Config) -> None:
     """``--check-data``: stop before building the runner when the train/val data has broken files."""
     from mmrevcol.utils.dataset_check import check_config, format_report
@@ -347,8 +311,6 @@ def main(argv=None):
             not osp.isfile(c) and '://' not in str(c) for _, c in pretrained_checkpoints(cfg.model)):
         cfg.model.backbone.init_cfg = None
 
-    use_safe_hooks(cfg)
-    skip_images_without_anchors(cfg)
     if args.check_data:
         check_data_or_exit(cfg)
     runner = build_runner(cfg)

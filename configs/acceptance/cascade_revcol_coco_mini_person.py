@@ -12,43 +12,19 @@ classes = ('person', )
 max_iters = 400
 image_size = (320, 320)
 
-fpn = 64
-
-
-def _bbox_head(stds):  # the demo's heads with one class (a list in a config is replaced, not merged)
-    return dict(
-        type='Shared2FCBBoxHead',
-        in_channels=fpn,
-        fc_out_channels=256,
-        roi_feat_size=7,
-        num_classes=len(classes),
-        bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0., 0., 0., 0.], target_stds=stds),
-        reg_class_agnostic=True,
-        loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
-        loss_bbox=dict(type='SmoothL1Loss', beta=1.0, loss_weight=1.0))
-
+anchor_generator = dict(_base_.anchor_generator, scales=[8])
 
 model = dict(
-    rpn_head=dict(anchor_generator=dict(scales=[8])),
+    rpn_head=dict(anchor_generator=anchor_generator),
     roi_head=dict(
-        bbox_head=[_bbox_head([0.1, 0.1, 0.2, 0.2]), _bbox_head([0.05, 0.05, 0.1, 0.1]),
-                   _bbox_head([0.033, 0.033, 0.067, 0.067])],
+        # the demo's three heads with one class (a list in a config is replaced, not merged)
+        bbox_head=[dict(head, num_classes=len(classes)) for head in _base_.model.roi_head.bbox_head],
         mask_head=dict(num_classes=len(classes))))
-del _bbox_head
 
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='Resize', scale=image_size, keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=image_size, keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
-]
+# the demo's pipelines (orientation policy, anchor filter) with these images and anchors
+pipeline_changes = dict(Resize=dict(scale=image_size), SkipImagesWithoutAnchors=dict(anchor_generator=anchor_generator))
+train_pipeline = [dict(t, **pipeline_changes.get(t['type'], {})) for t in _base_.train_pipeline]
+test_pipeline = [dict(t, **pipeline_changes.get(t['type'], {})) for t in _base_.test_pipeline]
 data = dict(
     data_root=data_root,
     metainfo=dict(classes=classes),

@@ -25,16 +25,10 @@ model = dict(
     auxiliary_head=dict(num_classes=num_classes, ignore_index=ignore_index),
     test_cfg=dict(mode='whole'))
 
-dataset = dict(
-    type='BaseSegDataset',
-    data_root=data_root,
-    metainfo=dict(classes=classes, palette=palette),
-    img_suffix='.jpg',
-    seg_map_suffix='.png',
-    reduce_zero_label=False,
-    ignore_index=ignore_index)
+dataset = dict(_base_.dataset, data_root=data_root, metainfo=dict(classes=classes, palette=palette), img_suffix='.jpg',
+               ignore_index=ignore_index)
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageFromFile', color_type='color_ignore_orientation'),  # the orientation policy (contributing.md)
     dict(type='LoadAnnotations', reduce_zero_label=False),
     dict(type='RandomResize', scale=scale, ratio_range=(0.75, 1.5), keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75, ignore_index=ignore_index),
@@ -43,7 +37,7 @@ train_pipeline = [
     dict(type='PackSegInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageFromFile', color_type='color_ignore_orientation'),
     dict(type='Resize', scale=scale, keep_ratio=True),
     dict(type='LoadAnnotations', reduce_zero_label=False),
     dict(type='PackSegInputs'),

@@ -4,6 +4,7 @@
 _base_ = [
     'mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py',
     'mmdet::_base_/default_runtime.py',
+    '../_base_/runtime/safety.py',
 ]
 custom_imports = dict(imports=['mmrevcol'], allow_failed_imports=False)
 
@@ -14,6 +15,7 @@ channels = [16, 32, 64, 128]
 fpn = 64  # FPN / head width (256 in the full-size configs)
 max_iters = 300
 image_size = (128, 128)
+anchor_generator = dict(type='AnchorGenerator', scales=[4], ratios=[0.5, 1.0, 2.0], strides=[4, 8, 16, 32, 64])
 
 
 def _bbox_head(stds):
@@ -49,8 +51,7 @@ model = dict(
         out_indices=(0, 1, 2, 3),
         init_cfg=None),  # no pretrained checkpoint for the demo: from scratch
     neck=dict(in_channels=channels, out_channels=fpn, num_outs=5),
-    rpn_head=dict(in_channels=fpn, feat_channels=fpn,
-                  anchor_generator=dict(scales=[4], ratios=[0.5, 1.0, 2.0], strides=[4, 8, 16, 32, 64])),
+    rpn_head=dict(in_channels=fpn, feat_channels=fpn, anchor_generator=anchor_generator),
     roi_head=dict(
         bbox_roi_extractor=dict(out_channels=fpn),
         bbox_head=[_bbox_head([0.1, 0.1, 0.2, 0.2]), _bbox_head([0.05, 0.05, 0.1, 0.1]),
@@ -64,46 +65,31 @@ model = dict(
 del _bbox_head, _rcnn
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageFromFile', color_type='color_ignore_orientation'),  # the orientation policy (contributing.md)
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='Resize', scale=image_size, keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
+    # RPN anchors lie inside the image only (train_cfg.rpn.allowed_border=0): skip an image too thin for any anchor
+    dict(type='SkipImagesWithoutAnchors', anchor_generator=anchor_generator,
+         allowed_border=_base_.model.train_cfg.rpn.allowed_border),
     dict(type='PackDetInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageFromFile', color_type='color_ignore_orientation'),
     dict(type='Resize', scale=image_size, keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]
+dataset = dict(type='CocoDataset', data_root=data_root, metainfo=dict(classes=classes))
+loader = dict(batch_size=4, num_workers=0, persistent_workers=False)
 train_dataloader = dict(
-    batch_size=4,
-    num_workers=0,
-    persistent_workers=False,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
-    batch_sampler=dict(type='AspectRatioBatchSampler'),
-    dataset=dict(
-        type='CocoDataset',
-        data_root=data_root,
-        metainfo=dict(classes=classes),
-        ann_file='annotations/instances_train.json',
-        data_prefix=dict(img='img_dir/train/'),
-        filter_cfg=dict(filter_empty_gt=True, min_size=4),
-        pipeline=train_pipeline))
+    **loader, sampler=dict(type='InfiniteSampler', shuffle=True), batch_sampler=dict(type='AspectRatioBatchSampler'),
+    dataset=dict(**dataset, ann_file='annotations/instances_train.json', data_prefix=dict(img='img_dir/train/'),
+                 filter_cfg=dict(filter_empty_gt=True, min_size=4), pipeline=train_pipeline))
 val_dataloader = dict(
-    batch_size=4,
-    num_workers=0,
-    persistent_workers=False,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type='CocoDataset',
-        data_root=data_root,
-        metainfo=dict(classes=classes),
-        ann_file='annotations/instances_val.json',
-        data_prefix=dict(img='img_dir/val/'),
-        test_mode=True,
-        pipeline=test_pipeline))
+    **loader, drop_last=False, sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(**dataset, ann_file='annotations/instances_val.json', data_prefix=dict(img='img_dir/val/'),
+                 test_mode=True, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(type='CocoMetric', ann_file=data_root + 'annotations/instances_val.json',
                      metric=['bbox', 'segm'], format_only=False)
@@ -121,8 +107,9 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', T_max=max_iters, eta_min=1e-5, by_epoch=False, begin=0, end=max_iters),
 ]
 default_hooks = dict(
+    _base_.safety_hooks,  # the run's safety (configs/_base_/runtime/safety.py)
     logger=dict(type='LoggerHook', interval=10),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters, max_keep_ckpts=1))
+    checkpoint=dict(_base_.safety_hooks.checkpoint, by_epoch=False, interval=max_iters, max_keep_ckpts=1))
 log_processor = dict(by_epoch=False)
 randomness = dict(seed=0)
 env_cfg = dict(cudnn_benchmark=False)

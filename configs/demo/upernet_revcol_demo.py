@@ -4,6 +4,7 @@
 _base_ = [
     'mmseg::_base_/models/upernet_r50.py',
     'mmseg::_base_/default_runtime.py',
+    '../_base_/runtime/safety.py',
 ]
 custom_imports = dict(imports=['mmrevcol'], allow_failed_imports=False)
 
@@ -45,28 +46,19 @@ dataset = dict(
     seg_map_suffix='.png',
     reduce_zero_label=False)
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageFromFile', color_type='color_ignore_orientation'),  # the orientation policy (contributing.md)
     dict(type='LoadAnnotations', reduce_zero_label=False),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackSegInputs'),
 ]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', reduce_zero_label=False),
-    dict(type='PackSegInputs'),
-]
+test_pipeline = [t for t in train_pipeline if t['type'] != 'RandomFlip']  # no augmentation
+loader = dict(batch_size=4, num_workers=0, persistent_workers=False)
 train_dataloader = dict(
-    batch_size=4,
-    num_workers=0,
-    persistent_workers=False,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
+    **loader, sampler=dict(type='InfiniteSampler', shuffle=True),
     dataset=dict(**dataset, data_prefix=dict(img_path='img_dir/train', seg_map_path='ann_dir/train'),
                  pipeline=train_pipeline))
 val_dataloader = dict(
-    batch_size=4,
-    num_workers=0,
-    persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
+    **loader, sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(**dataset, data_prefix=dict(img_path='img_dir/val', seg_map_path='ann_dir/val'),
                  pipeline=test_pipeline))
 test_dataloader = val_dataloader
@@ -85,8 +77,9 @@ param_scheduler = [
     dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=30, end=max_iters),
 ]
 default_hooks = dict(
+    _base_.safety_hooks,  # the run's safety (configs/_base_/runtime/safety.py)
     logger=dict(type='LoggerHook', interval=10, log_metric_by_epoch=False),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters, max_keep_ckpts=1),
+    checkpoint=dict(_base_.safety_hooks.checkpoint, by_epoch=False, interval=max_iters, max_keep_ckpts=1),
     # mmseg's schedules bring it, the runtime base does not; upstream `tools/test.py --show-dir` requires it
     visualization=dict(type='SegVisualizationHook', interval=1))
 log_processor = dict(by_epoch=False)

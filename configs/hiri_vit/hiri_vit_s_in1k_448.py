@@ -7,8 +7,10 @@ _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_384.py',
     'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',
     'mmpretrain::_base_/default_runtime.py',
+    '../_base_/runtime/safety.py',
 ]
 custom_imports = dict(imports=['mmrevcol'], allow_failed_imports=False)
+default_hooks = _base_.safety_hooks
 
 img_size = 448
 model = dict(
@@ -33,7 +35,7 @@ model = dict(
 bgr_mean = [103.53, 116.28, 123.675]
 bgr_std = [57.375, 57.12, 58.395]
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageFromFile', color_type='color_ignore_orientation'),  # the orientation policy (contributing.md)
     dict(type='RandomResizedCrop', scale=img_size, backend='pillow', interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='RandAugment', policies='timm_increasing', num_policies=2, total_level=10, magnitude_level=9,
@@ -43,7 +45,7 @@ train_pipeline = [
     dict(type='PackInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageFromFile', color_type='color_ignore_orientation'),
     dict(type='ResizeEdge', scale=512, edge='short', backend='pillow', interpolation='bicubic'),  # 448 / 0.875
     dict(type='CenterCrop', crop_size=img_size),
     dict(type='PackInputs'),

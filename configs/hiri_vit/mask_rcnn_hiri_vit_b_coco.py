@@ -1,4 +1,4 @@
-# Mask R-CNN 1x with HIRI-ViT-B: the recipe of mask_rcnn_hiri_vit_s_coco.py with the B backbone.
-_base_ = ['./mask_rcnn_hiri_vit_s_coco.py', '../_base_/backbones/hiri_vit_b.py']
-
-model = dict(backbone={{_base_.hiri_vit_b}}, neck=dict(in_channels={{_base_.hiri_vit_b_channels}}))
+# Mask R-CNN 1x with HIRI-ViT-B: the recipe of mask_rcnn_hiri_vit_s_coco.py (_base_/recipes/mask_rcnn_coco_1x_1600.py)
+# with the B backbone.
+_base_ = ['../_base_/recipes/mask_rcnn_coco_1x_1600.py', '../_base_/backbones/hiri_vit_b.py']
+model = dict(backbone=dict(_base_.backbone, _delete_=True), neck=dict(in_channels=_base_.backbone_channels))

@@ -20,14 +20,14 @@ model = dict(
 data_preprocessor = dict(num_classes=num_classes)
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageFromFile', color_type='color_ignore_orientation'),  # the orientation policy (contributing.md)
     dict(type='RandomResizedCrop', scale=img_size, crop_ratio_range=(0.35, 1.0), backend='pillow',
          interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageFromFile', color_type='color_ignore_orientation'),
     dict(type='ResizeEdge', scale=img_size * 8 // 7, edge='short', backend='pillow', interpolation='bicubic'),
     dict(type='CenterCrop', crop_size=img_size),
     dict(type='PackInputs'),

@@ -3,9 +3,9 @@
 # mmseg's Feature2Pyramid, as its ViT/BEiT/MAE UPerNets and mmdet's ViTDet do). Data, UPerNet, 160k schedule and AMP
 # from mmseg's MAE UPerNet config. No official RevCol-ViT weights exist: pre-train with revcol_vit_s_in1k.py and set
 # model.backbone.init_cfg=dict(type='Pretrained', checkpoint=PATH) (position embeddings are resized on load).
-_base_ = 'mmseg::mae/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py'
-
+_base_ = ['mmseg::mae/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py', '../_base_/runtime/safety.py']
 custom_imports = dict(imports=['mmrevcol'], allow_failed_imports=False)
+default_hooks = _base_.safety_hooks
 
 dims = 224
 model = dict(
@@ -32,3 +32,12 @@ optim_wrapper = dict(
                        custom_keys={'.alpha': dict(decay_mult=0.0), '.pos_embed': dict(decay_mult=0.0),
                                     '.logit_scale': dict(decay_mult=0.0)}),
     loss_scale='dynamic')
+
+
+def _oriented(pipeline):  # the image-orientation policy (docs/contributing.md) on a pipeline of the toolbox
+    return [dict(t, color_type='color_ignore_orientation') if t.type == 'LoadImageFromFile' else t for t in pipeline]
+
+
+train_dataloader = dict(dataset=dict(pipeline=_oriented(_base_.train_dataloader.dataset.pipeline)))
+val_dataloader = test_dataloader = dict(dataset=dict(pipeline=_oriented(_base_.val_dataloader.dataset.pipeline)))
+tta_pipeline = _oriented(_base_.tta_pipeline)

@@ -5,7 +5,9 @@ file in another key layout, or 3x3 kernels for a 7x7 model would leave parts of 
 warnings. This hook edits the loaded checkpoint in ``after_load_checkpoint`` (before it reaches the model) with
 :func:`mmrevcol.checkpoint.prepare_model_checkpoint`: official layouts are converted, kernels padded (never on
 resume), and anything that would stay unloaded is a :class:`~mmrevcol.checkpoint.CheckpointMismatchError`.
-``tools/train.py`` and ``tools/test.py`` add it to every config that lacks it.
+Configs state it in ``default_hooks`` through ``configs/_base_/runtime/safety.py`` (key ``checkpoint_loading``), so
+every entry point (the project's tools, mmdet's/mmseg's ``tools/train.py``, ``mim train``, ``Runner.from_cfg``) loads
+the same way; no tool adds it.
 """
 from typing import Optional
 
@@ -59,14 +61,18 @@ class CheckpointLoadingHook(Hook):
 
 
 def ensure_loading_hook(cfg, mode: Optional[str] = None) -> None:
-    """Add :class:`CheckpointLoadingHook` to ``cfg.custom_hooks`` unless the config has it (or a subclass)."""
-    hooks = list(cfg.get('custom_hooks', None) or [])
+    """Add :class:`CheckpointLoadingHook` to ``cfg.custom_hooks`` unless the config states it (or a subclass) in
+    ``default_hooks`` or ``custom_hooks``; ``mode`` is set on the hook found or added.
+
+    For scripts that build a Runner from a config without ``configs/_base_/runtime/safety.py``; the project's tools
+    do not call it (the shipped configs state the hook).
+    """
     names = {'CheckpointLoadingHook', 'KernelPaddingHook'}
-    for hook in hooks:
-        if hook.get('type') in names or getattr(hook.get('type'), '__name__', None) in names:
+    hooks = list(cfg.get('custom_hooks', None) or [])
+    for hook in list((cfg.get('default_hooks', None) or {}).values()) + hooks:
+        if isinstance(hook, dict) and (hook.get('type') in names or getattr(hook.get('type'), '__name__', '') in names):
             if mode is not None:
                 hook['mode'] = mode
-            break
-    else:
-        hooks.append(dict(type='CheckpointLoadingHook', mode=mode))
+            return
+    hooks.append(dict(type='CheckpointLoadingHook', mode=mode))
     cfg.custom_hooks = hooks

@@ -23,21 +23,10 @@ model = dict(
     decode_head=dict(in_channels=channels),
     auxiliary_head=dict(in_channels=channels[2], in_index=2))
 
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', reduce_zero_label=False),
-    dict(type='RandomResize', scale=scale, ratio_range=(0.75, 1.5), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75, ignore_index={{_base_.ignore_index}}),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PhotoMetricDistortion'),
-    dict(type='PackSegInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=scale, keep_ratio=True),
-    dict(type='LoadAnnotations', reduce_zero_label=False),
-    dict(type='PackSegInputs'),
-]
+# the base's pipelines (orientation policy included) at this input size
+pipeline_changes = dict(RandomResize=dict(scale=scale), Resize=dict(scale=scale), RandomCrop=dict(crop_size=crop_size))
+train_pipeline = [dict(t, **pipeline_changes.get(t['type'], {})) for t in _base_.train_pipeline]
+test_pipeline = [dict(t, **pipeline_changes.get(t['type'], {})) for t in _base_.test_pipeline]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader

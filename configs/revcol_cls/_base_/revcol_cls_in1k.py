@@ -6,8 +6,10 @@ _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
     'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',
     'mmpretrain::_base_/default_runtime.py',
+    '../../_base_/runtime/safety.py',
 ]
 custom_imports = dict(imports=['mmrevcol'], allow_failed_imports=False)
+default_hooks = _base_.safety_hooks
 
 model = dict(
     type='RevColClassifier',
@@ -22,7 +24,13 @@ model = dict(
     ce_coef=0.7,  # official CCOE: classifier weights 0.175, 0.35, 0.525, then 1.0
     train_cfg=dict(augments=[dict(type='Mixup', alpha=0.8), dict(type='CutMix', alpha=1.0)]))
 
-train_dataloader = dict(batch_size=128)
+
+def _oriented(pipeline):  # the image-orientation policy (docs/contributing.md) on a pipeline of the toolbox
+    return [dict(t, color_type='color_ignore_orientation') if t.type == 'LoadImageFromFile' else t for t in pipeline]
+
+
+train_dataloader = dict(batch_size=128, dataset=dict(pipeline=_oriented(_base_.train_dataloader.dataset.pipeline)))
+val_dataloader = test_dataloader = dict(dataset=dict(pipeline=_oriented(_base_.val_dataloader.dataset.pipeline)))
 
 optim_wrapper = dict(
     type='AmpOptimWrapper',
