@@ -232,3 +232,25 @@ def test_hook_writes_scalars_every_interval(tmp_path):
         assert_stats(stats[step], 'feat', 'net.0', kept[(step, 'feat')], 1e-6)
         assert_stats(stats[step], 'grad', 'net.0', kept[(step, 'grad')], 1e-6)
         assert 'grad_absmax/net.2' in stats[step]
+
+
+@pytest.mark.slow
+@pytest.mark.shared
+def test_overhead_tool_runs_on_the_camvid_acceptance_config(tmp_path, capsys):
+    """The measurement the lead runs on a quiet machine, on 1 iteration: it prints both medians and the overhead
+    (the numbers of a busy machine mean nothing)."""
+    from conftest import SHARED, require_shared
+    from mmrevcol.utils.cli import run_tool
+    from tools_loader import REPO, load_tool
+    camvid = require_shared(SHARED / 'data' / 'camvid')
+    tool = load_tool('analysis/feature_stats_overhead')
+    out = tmp_path / 'overhead.json'
+    code = run_tool(tool.main, [str(REPO / 'configs/acceptance/upernet_revcol_camvid.py'), '--iters', '1',
+                                '--warmup', '1', '--rounds', '1', '--intervals', '50', '--out', str(out),
+                                '--cfg-options', f'train_dataloader.dataset.data_root={camvid}',
+                                'train_dataloader.batch_size=2'])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert len(result['times']['plain']) == len(result['times']['hooked']) == 1
+    assert result['amortised']['50'] == pytest.approx(result['overhead_every_step'] / 50)
+    assert 'amortised overhead at interval 50' in capsys.readouterr().out
