@@ -14,8 +14,14 @@ def _pyplot():
 
 
 def _save(fig, path: str, dpi: int) -> str:
+    """Save as a 256-colour palette PNG: the colour maps have 256 entries anyway, and the pixel-level ERF maps
+    compress to about a third of their RGB size."""
+    from PIL import Image
     fig.savefig(path, dpi=dpi, bbox_inches='tight')
     _pyplot().close(fig)
+    with Image.open(path) as im:
+        palette = im.convert('RGB').quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    palette.save(path, optimize=True)
     return path
 
 
@@ -34,7 +40,8 @@ def _annotated(ax, data: np.ndarray, row_labels: Sequence[str], col_labels: Sequ
     return im
 
 
-def plot_cka_levels(curves: Dict[str, List[List[float]]], path: str, title: str = '', dpi: int = 110) -> str:
+def plot_cka_levels(curves: Dict[str, List[List[float]]], path: str, title: str = '', ylabel: str = 'CKA',
+                    dpi: int = 110) -> str:
     """One panel per level: CKA of that level with each reference (``curves[name][level][column]``) across the
     columns, the paper's "information along the columns" plot."""
     plt = _pyplot()
@@ -49,7 +56,7 @@ def plot_cka_levels(curves: Dict[str, List[List[float]]], path: str, title: str 
         ax.set_xlabel('column')
         ax.set_xticks(range(len(curves[names[0]][level])))
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel('CKA (debiased)' if 'biased' not in title else 'CKA')
+    axes[0][0].set_ylabel(ylabel)
     axes[0][-1].legend(fontsize=8, loc='best')
     if title:
         fig.suptitle(title, fontsize=10, y=1.04)
@@ -60,11 +67,14 @@ def plot_cka_heatmaps(maps: Dict[str, List[List[float]]], path: str, title: str 
     """One heat map per reference: levels (rows) x columns, annotated (the official ``cka.png`` layout)."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(maps), figsize=(4.2 * len(maps), 3.2), squeeze=False)
+    low = min(0.0, float(np.nanmin([np.nanmin(np.asarray(v, dtype=np.float64)) for v in maps.values()])))
     im = None
-    for ax, (name, values) in zip(axes[0], maps.items()):
+    for k, (ax, (name, values)) in enumerate(zip(axes[0], maps.items())):
         data = np.asarray(values, dtype=np.float64)
         im = _annotated(ax, data, [f'level {i}' for i in range(data.shape[0])],
-                        [f'col {j}' for j in range(data.shape[1])], f'CKA with {name}')
+                        [f'col {j}' for j in range(data.shape[1])], f'CKA with {name}', vmin=low)
+        if k:
+            ax.tick_params(labelleft=False)
     fig.colorbar(im, ax=list(axes[0]), shrink=0.8)
     if title:
         fig.suptitle(title, fontsize=10, y=1.04)
@@ -76,7 +86,8 @@ def plot_cka_stages(matrix: List[List[float]], references: Dict[str, List[float]
     """Stage x stage CKA heat map, and each stage's CKA with the references (image, labels / final features)."""
     plt = _pyplot()
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(9, 3.4), gridspec_kw=dict(width_ratios=[1.1, 1]))
-    im = _annotated(ax0, np.asarray(matrix, dtype=np.float64), stage_names, stage_names, 'CKA between stages')
+    data = np.asarray(matrix, dtype=np.float64)
+    im = _annotated(ax0, data, stage_names, stage_names, 'CKA between stages', vmin=min(0.0, float(np.nanmin(data))))
     fig.colorbar(im, ax=ax0, shrink=0.8)
     for name, values in references.items():
         ax1.plot(range(len(values)), values, marker='o', label=name)
@@ -95,8 +106,9 @@ def _erf_axis(ax, heat: np.ndarray, title: str, ratios: Optional[Dict[float, tup
     ax.set_xticks([])
     ax.set_yticks([])
     if ratios:
-        note = '  '.join(f'{t * 100:g}%: {r:.3f}' for t, (_, r) in ratios.items())
-        title = f'{title}\narea ratio {note}'
+        items = [f'{t * 100:g}%: {r:.3f}' for t, (_, r) in ratios.items()]
+        half = (len(items) + 1) // 2
+        title = f'{title}\narea ratio ' + '  '.join(items[:half]) + '\n' + '  '.join(items[half:])
     ax.set_title(title, fontsize=8)
     return im
 

@@ -54,7 +54,7 @@ def _pooled(feature: torch.Tensor) -> torch.Tensor:
 def run_cka(config: str, checkpoint: Optional[str], out_dir: str, images: Optional[str] = None,
             dataset: Optional[str] = None, cfg_options: Optional[dict] = None, num_images: Optional[int] = 32,
             size: int = 224, batch_size: int = 8, device: str = 'cpu', target: str = 'auto', mode: str = 'auto',
-            debiased: bool = True, seed: int = 0, log: Log = None) -> dict:
+            debiased: bool = True, seed: int = 0, dpi: int = 110, log: Log = None) -> dict:
     """Linear CKA of a backbone's features with the input image and with the labels (or the final features).
 
     ``mode='columns'`` (RevCol, RevCol-ViT; what ``auto`` picks for them): every level of every column against
@@ -75,6 +75,7 @@ def run_cka(config: str, checkpoint: Optional[str], out_dir: str, images: Option
         dataset (str, optional): Instead of ``images``: ``train``/``val``/``test``, the config's dataset.
         target (str): ``auto`` (labels when there are, else final features), ``labels`` or ``final``.
         debiased (bool): Unbiased HSIC (official; needs at least 4 images) or the biased one.
+        dpi (int): Resolution of the PNGs.
 
     Returns:
         dict: What ``cka.json`` holds, plus ``files`` (the PNGs written).
@@ -124,8 +125,8 @@ def run_cka(config: str, checkpoint: Optional[str], out_dir: str, images: Option
                 for name, ref in grams.items():
                     values[name][level][j] = cka_from_grams(gram, ref, debiased)
         result['cka'] = values  # cka[reference][level][column]
-        files = [plotting.plot_cka_levels(values, osp.join(out_dir, 'cka_levels.png'), title),
-                 plotting.plot_cka_heatmaps(values, osp.join(out_dir, 'cka_heatmap.png'), title)]
+        files = [plotting.plot_cka_levels(values, osp.join(out_dir, 'cka_levels.png'), title, f'CKA ({label})', dpi),
+                 plotting.plot_cka_heatmaps(values, osp.join(out_dir, 'cka_heatmap.png'), title, dpi)]
     else:
         feats = stage_features(backbone, data.images, batch_size)
         if not use_labels:
@@ -135,7 +136,7 @@ def run_cka(config: str, checkpoint: Optional[str], out_dir: str, images: Option
         matrix = [[cka_from_grams(a, b, debiased) for b in stage_grams] for a in stage_grams]
         refs = {name: [cka_from_grams(g, ref, debiased) for g in stage_grams] for name, ref in grams.items()}
         result.update(stages=matrix, cka=refs, shapes=[list(f.shape[1:]) for f in feats])
-        files = [plotting.plot_cka_stages(matrix, refs, names, osp.join(out_dir, 'cka_stages.png'), title)]
+        files = [plotting.plot_cka_stages(matrix, refs, names, osp.join(out_dir, 'cka_stages.png'), title, dpi)]
     result['files'] = files + [_write_json(osp.join(out_dir, 'cka.json'), result)]
     return result
 
@@ -197,7 +198,7 @@ def run_erf(configs: Sequence[str], out_dir: str, images: Optional[str] = None, 
             cfg_options: Union[None, dict, Sequence[Optional[dict]]] = None, names: Optional[Sequence[str]] = None,
             stage: int = -1, stride: Optional[int] = None, num_images: Optional[int] = 20, size: int = 224,
             batch_size: int = 4, device: str = 'cpu', seed: int = 0, log_scale_ratios: bool = False,
-            thresholds: Sequence[float] = THRESHOLDS, title: str = '', log: Log = None) -> dict:
+            thresholds: Sequence[float] = THRESHOLDS, title: str = '', dpi: int = 110, log: Log = None) -> dict:
     """Effective receptive fields of the backbones of ``configs`` on the same images.
 
     Per backbone: ``erf_<name>.png`` (heat map), ``erf_<name>.npy`` (the raw contribution map); for all:
@@ -215,6 +216,7 @@ def run_erf(configs: Sequence[str], out_dir: str, images: Optional[str] = None, 
         stride (int, optional): Instead of ``stage``: the output at this stride (e.g. 32 to compare backbones
             whose ``out_indices`` differ).
         log_scale_ratios (bool): Area ratios on RepLKNet's ``log10(x + 1)`` map instead of the raw one.
+        dpi (int): Resolution of the PNGs.
 
     Returns:
         dict: What ``erf.json`` holds (per backbone: output index, stride, area ratios), plus ``files``.
@@ -242,7 +244,7 @@ def run_erf(configs: Sequence[str], out_dir: str, images: Optional[str] = None, 
         stem = _slug(name)
         np.save(osp.join(out_dir, f'erf_{stem}.npy'), contribution.numpy())
         files.append(plotting.plot_erf(heat.numpy(), osp.join(out_dir, f'erf_{stem}.png'),
-                                       f'{name}\noutput {index} (stride {out_stride})', area))
+                                       f'{name}\noutput {index} (stride {out_stride})', area, dpi))
         row = dict(name=name, config=config, checkpoint=ckpt or 'none', output=index, stride=out_stride,
                    map=f'{map_hw[0]}x{map_hw[1]}', images=len(data))
         for t, (side, ratio) in area.items():
@@ -254,7 +256,7 @@ def run_erf(configs: Sequence[str], out_dir: str, images: Optional[str] = None, 
         rows.append(row)
         del backbone
     files.append(plotting.plot_erf_grid(heats, names, osp.join(out_dir, 'erf_compare.png'),
-                                        title or f'ERF, {rows[0]["images"]} images at {size}x{size}', ratios))
+                                        title or f'ERF, {rows[0]["images"]} images at {size}x{size}', ratios, dpi))
     files += _write_tables(rows, thresholds, out_dir)
     result = dict(size=size, stage=stage, stride=stride, log_scale_ratios=log_scale_ratios, models=models)
     files.append(_write_json(osp.join(out_dir, 'erf.json'), result))

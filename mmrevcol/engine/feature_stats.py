@@ -181,8 +181,9 @@ class FeatureStatsHook(Hook):
                                                            dict(type='TensorboardVisBackend')])
 
     Args:
-        interval (int): Record every ``interval`` training iterations (``(iter + 1) % interval == 0``). The
-            default keeps the cost within 5 % of the step time (docs/analysis.md, measured). Defaults to 50.
+        interval (int): Record every ``interval`` training iterations (``(iter + 1) % interval == 0``). Nothing
+            is attached in between, so the amortised cost is a sampled step's extra time / ``interval``: at 50,
+            under 5 % unless a sampled step costs 3.5 plain ones (measure: docs/analysis.md). Defaults to 50.
         modules (Sequence[str], optional): ``fnmatch`` patterns of module names to watch; None: the levels of every
             column of a RevCol / RevCol-ViT backbone, else the backbone's blocks (:func:`watched_modules`).
         grads (bool): Also the gradients w.r.t. the modules' outputs. Defaults to True.

@@ -44,6 +44,7 @@ def parse_args(argv=None):
     p.add_argument('--mode', choices=('auto', 'columns', 'stages'), default='auto',
                    help='columns: every level of every column (RevCol, RevColViT); stages: between the outputs')
     p.add_argument('--biased', action='store_true', help='biased HSIC instead of the unbiased (debiased CKA)')
+    p.add_argument('--dpi', type=int, default=110, help='resolution of the PNGs')
     p.add_argument('--seed', type=int, default=0, help='seed of the random initialisation')
     p.add_argument('--cfg-options', nargs='+', action=LiteralDictAction, help='key=value overrides of the config')
     return p.parse_args(argv)
@@ -60,7 +61,7 @@ def main(argv=None):
     result = run_cka(args.config, checkpoint, args.out, images=args.images, dataset=args.dataset,
                      cfg_options=args.cfg_options, num_images=args.num_images, size=args.size,
                      batch_size=args.batch_size, device=device, target=args.target, mode=args.mode,
-                     debiased=not args.biased, seed=args.seed, log=print)
+                     debiased=not args.biased, seed=args.seed, dpi=args.dpi, log=print)
     for name, values in result['cka'].items():
         print(f'CKA with {name}:')
         rows = values if result['mode'] == 'columns' else [values]

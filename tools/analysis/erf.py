@@ -56,6 +56,7 @@ def parse_args(argv=None):
     p.add_argument('--log-ratios', action='store_true',
                    help="area ratios on RepLKNet's log10(x + 1) map (magnitude-dependent) instead of the raw one")
     p.add_argument('--title', default='', help='title of the comparison figure')
+    p.add_argument('--dpi', type=int, default=110, help='resolution of the PNGs')
     p.add_argument('--seed', type=int, default=0, help='seed of the random initialisations')
     p.add_argument('--cfg-options', nargs='+', action=PerConfigOptions,
                    help='key=value overrides: once for all configs, or repeated once per config')
@@ -74,7 +75,8 @@ def main(argv=None):
     result = run_erf(args.configs, args.out, images=args.images, dataset=args.dataset, checkpoints=checkpoints,
                      cfg_options=args.cfg_options, names=args.names, stage=args.stage, stride=args.stride,
                      num_images=args.num_images, size=args.size, batch_size=args.batch_size, device=device,
-                     seed=args.seed, log_scale_ratios=args.log_ratios, title=args.title, log=print)
+                     seed=args.seed, log_scale_ratios=args.log_ratios, title=args.title, dpi=args.dpi,
+                     log=print)
     for model in result['models']:
         ratios = ', '.join(f"{t}: {v['ratio']:.3f}" for t, v in model['area_ratio'].items())
         print(f"{model['name']}: output {model['output']} (stride {model['stride']}, map {model['map']}), "
