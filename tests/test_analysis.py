@@ -255,3 +255,32 @@ def test_erf_from_the_official_revcol_reference_checkpoint(tmp_path, capsys):
                                  f'num_columns={arch["num_columns"]})'.replace(' ', '')], capsys)
     assert code == 0, captured.err
     assert json.loads((tmp_path / 'erf' / 'erf.json').read_text())['models'][0]['checkpoint'].endswith('ref.pth')
+
+
+def test_column_features_of_revcol_vit():
+    """RevCol-ViT is read column by column like RevCol: features[column][level], each (n, C, H, W)."""
+    from mmrevcol.analysis import column_features, is_column_backbone
+    from mmrevcol.models import RevColViT
+    model = RevColViT(arch=dict(embed_dims=16, layers=[1, 1, 1, 1], num_heads=2, num_columns=2), img_size=32,
+                      patch_size=8).eval()
+    assert is_column_backbone(model)
+    images = torch.randn(5, 3, 32, 32)
+    feats = column_features(model, images, batch_size=2)
+    assert [len(c) for c in feats] == [4, 4] and all(f.shape == (5, 16, 4, 4) for c in feats for f in c)
+    with torch.no_grad():
+        assert torch.allclose(feats[-1][-1], model(images)[0], atol=1e-6)  # the last column's top level: the output
+
+
+@pytest.mark.shared
+def test_dataset_images_and_segmentation_labels_of_the_camvid_config():
+    from mmrevcol.analysis import load_config, load_images
+    camvid = require_shared(SHARED / 'data' / 'camvid')
+    cfg = load_config(str(REPO / 'configs/acceptance/upernet_revcol_camvid.py'),
+                      {'val_dataloader.dataset.data_root': str(camvid)})
+    data = load_images(cfg, None, 'val', 64, 5)
+    assert data.images.shape == (5, 3, 64, 64) and len(data.names) == 5 and data.num_classes == 11
+    labels = data.label_matrix()
+    assert labels.shape == (5, 11 * 8 * 8)  # class fractions in 8 x 8 cells
+    fractions = labels.view(5, 11, 64).sum(1)
+    # per cell: at most 1 (unlabelled pixels belong to no class), 1 in most cells
+    assert fractions.max() <= 1 + 1e-6 and (fractions > 0.99).float().mean() > 0.5
