@@ -138,8 +138,9 @@ def _saved_bytes(model, img, weights, attach: bool):
         def __init__(self, t):
             self.t, self.key = t, t.untyped_storage().data_ptr()
             if not isinstance(t, nn.Parameter):
-                count, size = live.get(self.key, (0, t.untyped_storage().nbytes()))
-                if count == 0:
+                count, size = live.get(self.key, (0, 0))
+                if count == 0:  # a new storage (its address may be a freed one's)
+                    size = t.untyped_storage().nbytes()
                     state['total'] += size
                 live[self.key] = (count + 1, size)
                 state['peak'] = max(state['peak'], sum(s for c, s in live.values() if c))
