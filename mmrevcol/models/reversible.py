@@ -31,7 +31,8 @@ again) and ``torch.autograd.grad`` w.r.t. intermediate activations inside the st
 ``torch.compile`` works but graph-breaks at the Function: the reversible columns run eagerly. Inference
 (``torch.no_grad`` or nothing requiring grad) bypasses the Function entirely.
 """
-from contextlib import nullcontext
+import threading
+from contextlib import contextmanager, nullcontext
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
@@ -39,6 +40,27 @@ import torch.utils.checkpoint
 from torch import Tensor, nn
 
 ALPHA_MIN = 1e-3
+
+# Set while ReversibleColumn.backward recomputes a level (thread-local: on CUDA, backward runs on a device thread).
+_recompute = threading.local()
+
+
+def in_recomputation() -> bool:
+    """True while the reversible backward recomputes a level's forward (its values equal the forward's).
+
+    For forward hooks that count, log or accumulate per call (e.g. :class:`mmrevcol.engine.FeatureStatsHook`): they
+    can skip the second call of a module instead of counting it twice.
+    """
+    return getattr(_recompute, 'depth', 0) > 0
+
+
+@contextmanager
+def _recomputing():
+    _recompute.depth = getattr(_recompute, 'depth', 0) + 1
+    try:
+        yield
+    finally:
+        _recompute.depth -= 1
 
 
 def _clamped(alpha: Tensor, min_abs: float) -> Tensor:
@@ -226,7 +248,7 @@ class ReversibleColumn(torch.autograd.Function):
                     ctx.rng[level].restore(x.device)
                 down = x_in if level == 0 else cur_low[level - 1].detach().requires_grad_(True)
                 ups = [prev_low[j].detach().requires_grad_(True) for j in column.prev_inputs(level)]
-                with torch.enable_grad(), _autocast(ctx.autocast):
+                with torch.enable_grad(), _autocast(ctx.autocast), _recomputing():
                     out = column.levels[level](down, *ups)
                 g = grads[level]
                 if not first:
