@@ -16,13 +16,17 @@ the process dies and up to ``checkpoint.interval`` iterations are lost. :class:`
   writes, all ranks wait for it, then all exit.
 
 A signal outside training (model building, evaluation-only runs) keeps its usual effect. DataLoader worker
-processes, which inherit the handler, ignore the signal: the main process ends them.
+processes ignore the preemption signals while a hook is active (torch makes workers die on SIGTERM, which would
+fail the iteration in progress; SLURM signals every process of a step): the main process ends them. This holds for
+workers started with ``fork`` (Linux's default).
 
 Epoch-based loops (checkpoint hook with ``by_epoch=True``) also stop after the current iteration, writing
 ``iter_<N>.pth`` and ``last_checkpoint``; mmengine has no mid-epoch resume, so ``--resume`` restarts that epoch
 from its first batch with the weights of iteration N (nothing trained is lost, part of one epoch is seen twice).
 Iteration-based loops resume exactly.
 """
+import atexit
+import multiprocessing
 import os
 import signal
 import threading
@@ -38,6 +42,52 @@ from ..utils.errors import PreemptedError
 from .hook_args import check_int
 
 __all__ = ['PreemptionHook']
+
+_WORKER_SIGNALS: tuple = ()  # what DataLoader workers started now ignore (inherited by fork)
+_ENDING = None  # shared with forked workers: 1 once the main process stops training or exits
+
+
+def _worker_handle(signum, frame) -> None:
+    """A DataLoader worker's preemption-signal handler: ignored while the main process trains (it finishes the
+    iteration, which may still need this worker); fatal once the main process ends (``Process.terminate()``)."""
+    if _ENDING is not None and _ENDING.value:
+        os._exit(0)  # as torch's own handler does for a SIGTERM of the main process: a clean worker exit
+
+
+def _worker_signal_handlers(*args, **kwargs) -> None:
+    """torch's DataLoader worker set-up (SIGTERM: die at once), then :func:`_worker_handle` for the active signals."""
+    from torch.utils.data._utils import signal_handling
+    signal_handling._mmrevcol_original(*args, **kwargs)
+    for signum in _WORKER_SIGNALS:
+        signal.signal(signum, _worker_handle)
+
+
+def _set_ending(value: int) -> None:
+    if _ENDING is not None:
+        _ENDING.value = value
+
+
+def _install_worker_patch() -> None:
+    global _ENDING
+    from torch.utils.data._utils import signal_handling
+    if not hasattr(signal_handling, '_mmrevcol_original'):
+        signal_handling._mmrevcol_original = signal_handling._set_worker_signal_handlers
+        signal_handling._set_worker_signal_handlers = _worker_signal_handlers  # worker.py looks it up per worker
+        _ENDING = multiprocessing.RawValue('b', 0)
+        # atexit runs last-registered first: before multiprocessing terminates (and joins) the daemonic workers
+        atexit.register(_set_ending, 1)
+
+
+def _tell_launcher(message: str) -> None:
+    """Write the stop line where a launcher script asked for it (``tools/dist_train.sh``: torchrun's own exit status
+    after a signal says nothing of the workers')."""
+    path = os.environ.get('MMREVCOL_PREEMPTED_FILE')
+    if path:
+        try:
+            with open(path, 'w') as f:
+                f.write(f'STOPPED: {message}\n')
+        except OSError:
+            pass
 
 
 def _signal_number(name) -> int:
@@ -75,6 +125,9 @@ class PreemptionHook(Hook):
 
     # -- signals -----------------------------------------------------------------------------------------------------
     def _install(self) -> None:
+        global _WORKER_SIGNALS
+        _install_worker_patch()
+        _WORKER_SIGNALS = self.signals
         if threading.current_thread() is not threading.main_thread():
             return  # Python allows handlers in the main thread only; before_run says so
         for signum in self.signals:
@@ -82,6 +135,8 @@ class PreemptionHook(Hook):
                 self._previous[signum] = signal.signal(signum, self._handle)
 
     def _restore(self) -> None:
+        global _WORKER_SIGNALS
+        _WORKER_SIGNALS = ()
         for signum, previous in self._previous.items():
             if signal.getsignal(signum) == self._handle:
                 signal.signal(signum, previous)
@@ -118,6 +173,7 @@ class PreemptionHook(Hook):
     def before_train(self, runner) -> None:
         self._loop = runner.train_loop
         self.requested = None
+        _set_ending(0)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if self._stop_requested():
@@ -134,6 +190,7 @@ class PreemptionHook(Hook):
     def after_run(self, runner) -> None:
         self._loop = None
         self._restore()
+        _set_ending(1)
 
     @staticmethod
     def _val_in_step(runner) -> bool:
@@ -160,8 +217,10 @@ class PreemptionHook(Hook):
                    'command with --resume (tools/train.py; Runner(resume=True)), which continues from it exactly.')
         if is_main_process():
             runner.logger.warning(message)
+            _tell_launcher(message)
         self._loop = None
         self._restore()
+        _set_ending(1)
         error = PreemptedError(message)
         error.exit_code = self.exit_code
         raise error
