@@ -193,14 +193,17 @@ def _release_all() -> None:
 
 # ---------------------------------------------------------------------------------------------------------------
 def _restore_config_dump(runner, holder: dict) -> None:
-    """Put back the holder's config dump that building this runner overwrote (same config file name only)."""
+    """Put back the holder's config dump that building this runner overwrote (same config file name), or remove
+    this runner's own dump (named after its timestamp when the config has no file)."""
     dump, copy = holder.get('config_dump'), holder.get('config_copy')
     ours = _config_dump_path(runner)
-    if dump and copy and ours and osp.abspath(dump) == osp.abspath(ours) and osp.isfile(copy):
-        try:
+    try:
+        if dump and copy and ours and osp.abspath(dump) == osp.abspath(ours) and osp.isfile(copy):
             shutil.copyfile(copy, dump)
-        except OSError:
-            pass
+        elif ours and osp.basename(ours) == f'{runner.timestamp}.py':  # named after this run: nobody else's
+            os.unlink(ours)
+    except OSError:
+        pass
 
 
 def _config_dump_path(runner) -> Optional[str]:
