@@ -138,14 +138,15 @@ def run_tool(main, argv=None, log_file=None) -> int:
     except Exception as e:  # noqa: BLE001  only expected failures are handled; the rest is re-raised
         if not is_expected(e):
             raise
+        label = getattr(e, 'label', 'ERROR')
         path = log_file() if callable(log_file) else log_file
-        path = path or current_log_file()
+        path = (path or current_log_file()) if label == 'ERROR' else None  # a preemption stop is no error
         if path:
             try:
                 with open(path, 'a') as f:
                     traceback.print_exc(file=f)
             except OSError:
                 path = None
-        print(f'{getattr(e, "label", "ERROR")}: {describe(e)}' + (f'\n(traceback in {path})' if path else ''),
+        print(f'{label}: {describe(e)}' + (f'\n(traceback in {path})' if path else ''),
               file=sys.stderr, flush=True)
         return exit_code_of(e)
