@@ -62,7 +62,8 @@ SCRIPT = textwrap.dedent('''
                                logger=dict(type='LoggerHook', interval=1),
                                preemption=dict(type='PreemptionHook'),
                                work_dir_lock=dict(type='WorkDirLockHook')),
-            custom_hooks=[Slow()], log_processor=dict(by_epoch=False), resume=resume, randomness=dict(seed=0), default_scope='mmengine',
+            custom_hooks=[Slow()], log_processor=dict(by_epoch=False), resume=resume, randomness=dict(seed=0),
+            default_scope='mmengine',
             launcher='pytorch' if distributed else 'none', env_cfg=dict(dist_cfg=dict(backend='gloo')),
             cfg=dict(model_wrapper_cfg=dict(type='MMDistributedDataParallel', device_ids=None)))
         try:
@@ -189,6 +190,37 @@ def test_periodic_checkpoint_of_that_iteration_is_not_written_twice(tmp_path):
     with pytest.raises(PreemptedError, match='after iteration 4; checkpoint .*iter_4.pth written'):
         _runner(tmp_path, 9, custom_hooks=[SignalAt(4)], interval=2).train()
     assert sorted(p.name for p in tmp_path.glob('*.pth')) == ['iter_4.pth']  # max_keep_ckpts=1 still holds
+
+
+def test_epoch_based_loop_stops_mid_epoch_and_loses_nothing(tmp_path):
+    from mmengine.runner import Runner
+
+    class Start(Hook):
+        priority = 'LOWEST'
+
+        def before_train(self, runner):
+            self.iter, self.weights = runner.iter, runner.model.net[0].weight.detach().clone()
+
+    def runner(resume=False, hooks=()):
+        torch.manual_seed(0)
+        return Runner(model=Toy(), work_dir=str(tmp_path),
+                      train_dataloader=dict(dataset=Data(), sampler=dict(type='DefaultSampler', shuffle=True),
+                                            batch_size=2, collate_fn=dict(type='default_collate'), num_workers=0),
+                      train_cfg=dict(by_epoch=True, max_epochs=2),
+                      optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
+                      default_hooks=dict(checkpoint=dict(type='SafeCheckpointHook', interval=1, by_epoch=True),
+                                         preemption=dict(type='PreemptionHook')),
+                      custom_hooks=list(hooks), resume=resume, randomness=dict(seed=0), default_scope='mmengine')
+
+    first = runner(hooks=[SignalAt(3)])
+    with pytest.raises(PreemptedError, match=f'after iteration 3; checkpoint {tmp_path / "iter_3.pth"} written'):
+        first.train()
+    weights = first.model.net[0].weight.detach().clone()
+    start = Start()
+    second = runner(resume=True, hooks=[start])
+    second.train()
+    assert start.iter == 3 and torch.equal(start.weights, weights)  # resumed from the weights of iteration 3
+    assert (tmp_path / 'epoch_2.pth').is_file()
 
 
 def _construct_then_signal():

@@ -24,6 +24,9 @@ Epoch-based loops (checkpoint hook with ``by_epoch=True``) also stop after the c
 ``iter_<N>.pth`` and ``last_checkpoint``; mmengine has no mid-epoch resume, so ``--resume`` restarts that epoch
 from its first batch with the weights of iteration N (nothing trained is lost, part of one epoch is seen twice).
 Iteration-based loops resume exactly.
+
+A launcher whose own exit status hides the workers' (torchrun exits 1 after forwarding a signal) can set
+``MMREVCOL_PREEMPTED_FILE``: rank 0 writes the stop line there (``tools/dist_train.sh`` prints it and exits 75).
 """
 import atexit
 import multiprocessing
@@ -156,6 +159,7 @@ class PreemptionHook(Hook):
         if self._training(frame):
             self.requested = signum
             return
+        _set_ending(1)  # not training: DataLoader workers obey the signal too
         previous = self._previous.get(signum, signal.SIG_DFL)
         if callable(previous):
             previous(signum, frame)

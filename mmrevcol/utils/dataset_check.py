@@ -275,8 +275,8 @@ def _polygon_problems(segmentation, width: int, height: int, poly2mask: bool) ->
     if isinstance(segmentation, list):
         valid = [p for p in segmentation if len(p) % 2 == 0 and len(p) >= 6]
         if not valid:
-            return 'invalid-polygon', f'no polygon with an even number (>= 6) of coordinates: the instance is ignored ' \
-                                      '(box included)'
+            return 'invalid-polygon', ('no polygon with an even number (>= 6) of coordinates: the instance is '
+                                       'ignored (box included)')
         dropped = len(segmentation) - len(valid)
         rles = mask_utils.frPyObjects([list(map(float, p)) for p in valid], height, width)
         if int(mask_utils.area(mask_utils.merge(rles))) == 0:

@@ -157,10 +157,10 @@ def describe(error: BaseException) -> str:
     """One readable line for an expected error: its message, with the path and the fix for OS errors."""
     if isinstance(error, OSError) and not isinstance(error, ExpectedError) and error.errno in OPERATIONAL_ERRNOS:
         name = errno.errorcode.get(error.errno, str(error.errno))
-        where = f' {error.filename}' if error.filename else ''
-        if error.filename2:
+        where = f': {error.filename}' if error.filename else ''
+        if error.filename and error.filename2:
             where += f' -> {error.filename2}'
-        return _one_line(f'{error.strerror or os.strerror(error.errno)} ({name}):{where}: '
+        return _one_line(f'{error.strerror or os.strerror(error.errno)} ({name}){where}: '
                          f'{OPERATIONAL_ERRNOS[error.errno]}')
     text = str(error) or type(error).__name__
     if _WORKER.match(text):
