@@ -8,7 +8,11 @@ iteration is saved) and, through a module loaded with ``custom_imports``, the ex
 checkpoint renamed but ``last_checkpoint`` not yet updated, ``last_checkpoint`` updated but the old checkpoint not
 yet deleted. After every kill a complete checkpoint must exist.
 
-Run it (slow, ~5 min on 2 busy cores): ``.venv/bin/python -m pytest tests/test_fault_injection.py -m slow -q``
+Preemption (issue #18): the same run gets SIGTERM at 5 random moments — through ``tools/dist_train.sh`` as a
+container runtime sends it (to the launcher only) or as SLURM does (to every process) — and must each time stop with
+status 75 after writing a named checkpoint; resumed each time, it ends with the same weights as an uninterrupted run.
+
+Run them (slow, ~5 min each on 2 busy cores): ``.venv/bin/python -m pytest tests/test_fault_injection.py -m slow -q``
 """
 import os
 import random
@@ -224,5 +228,107 @@ def test_sigkill_at_random_moments_and_while_saving_then_resume_equals_uninterru
     got = torch.load(work / f'iter_{MAX_ITERS}.pth', weights_only=True)
     assert got['meta']['iter'] == MAX_ITERS
     assert expected['state_dict'].keys() == got['state_dict'].keys()
+    for key, value in expected['state_dict'].items():
+        torch.testing.assert_close(got['state_dict'][key], value, rtol=0, atol=0, msg=f'{key} after {history}')
+
+
+# ----------------------------------------------------------------------------------------------------------------
+PREEMPT_INTERVAL = 8  # periodic checkpoints at 8, 16, 24: most stops write a checkpoint of their own
+
+
+def _preempt_config(folder: Path) -> str:
+    """The seg demo config with the safety hooks this test relies on (the shipped fragment states them too)."""
+    config = folder / 'upernet_revcol_demo_preempt.py'
+    config.write_text(f"_base_ = [{str(REPO / SEG)!r}]\n"
+                      "default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'),\n"
+                      "                     preemption=dict(type='PreemptionHook'),\n"
+                      "                     work_dir_lock=dict(type='WorkDirLockHook'))\n")
+    return str(config)
+
+
+def _preempt_command(config: str, work: Path, root: str, resume: bool):
+    cmd = _command(config, work, root, resume)
+    return [f'default_hooks.checkpoint.interval={PREEMPT_INTERVAL}' if arg == 'default_hooks.checkpoint.interval=1'
+            else arg for arg in cmd]
+
+
+def _signal_tree(proc, signum, everyone: bool):
+    """``signum`` to the launcher script only (a container's PID 1), or to every process below it too (SLURM)."""
+    for pid in [proc.pid] + (_descendants(proc.pid) if everyone else []):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+def _run_and_signal(cmd, rng, everyone: bool, timeout=400):
+    """Run ``cmd``; a random 1-3 iterations after its first logged one, plus 0-0.4 s, send SIGTERM.
+
+    Returns (returncode, log, signalled)."""
+    proc = _launch(cmd, {})
+    watchdog = threading.Timer(timeout, _kill_group, [proc])
+    watchdog.start()
+    lines, target, signalled = [], None, False
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            match = ITER.search(line)
+            if signalled or not match:
+                continue
+            step = int(match.group(1))
+            if target is None:
+                target = min(step + rng.randint(1, 3), MAX_ITERS - 3)
+            if step >= target:
+                threading.Event().wait(rng.uniform(0, 0.4))  # land during the next iteration or its save
+                _signal_tree(proc, signal.SIGTERM, everyone)
+                signalled = True
+        proc.wait()
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            _kill_group(proc)
+    return proc.returncode, ''.join(lines), signalled
+
+
+STOPPED = re.compile(r'^STOPPED: SIGTERM: training stopped after (?:iteration|validation after iteration) (\d+); '
+                     r'checkpoint (\S+) written', re.M)
+
+
+@pytest.mark.slow
+def test_sigterm_at_random_moments_then_resume_equals_uninterrupted(demo_root, tmp_path):
+    rng = random.Random(18)
+    folder = tmp_path / 'cfg'
+    folder.mkdir()
+    config = _preempt_config(folder)
+
+    reference = tmp_path / 'reference'
+    _run_until(_preempt_command(config, reference, demo_root, resume=False), {}, lambda line: False)
+
+    work = tmp_path / 'work'
+    history = []
+    for number in range(5):
+        before = _progress(work)
+        everyone = number % 2 == 1
+        code, log, signalled = _run_and_signal(_preempt_command(config, work, demo_root, resume=number > 0), rng,
+                                               everyone)
+        assert signalled, log[-3000:]
+        assert code == 75, (code, log[-3000:])
+        match = STOPPED.search(log)
+        assert match, log[-3000:]
+        step, path = int(match.group(1)), match.group(2)
+        assert path == str(work / f'iter_{step}.pth') and is_complete_checkpoint(path), log[-3000:]
+        assert (work / 'last_checkpoint').read_text().strip() == path
+        assert step > before and _progress(work) == step, (history, log[-3000:])
+        if number > 0:  # resumed exactly where the previous stop was
+            assert re.search(rf'Iter\(train\) \[\s*{before + 1}/{MAX_ITERS}\]', log), log[-3000:]
+            assert not re.search(rf'Iter\(train\) \[\s*{before}/{MAX_ITERS}\]', log), log[-3000:]
+        history.append((number, 'every process' if everyone else 'launcher', before, step))
+        print(f'stop {number}: SIGTERM to {history[-1][1]}: {before} -> {step}', flush=True)
+
+    killed, log = _run_until(_preempt_command(config, work, demo_root, resume=True), {}, lambda line: False)
+    assert not killed and re.search(rf'Iter\(train\) \[{MAX_ITERS}/{MAX_ITERS}\]', log), log[-3000:]
+    expected = torch.load(reference / f'iter_{MAX_ITERS}.pth', weights_only=True)
+    got = torch.load(work / f'iter_{MAX_ITERS}.pth', weights_only=True)
+    assert got['meta']['iter'] == MAX_ITERS and expected['state_dict'].keys() == got['state_dict'].keys()
     for key, value in expected['state_dict'].items():
         torch.testing.assert_close(got['state_dict'][key], value, rtol=0, atol=0, msg=f'{key} after {history}')

@@ -55,7 +55,7 @@ def test_only_loss_terms_count():
     assert NonFiniteLossHook.priority == 'VERY_HIGH'  # runs before LoggerHook/CheckpointHook see the iteration
 
 
-def test_train_py_lr_1e6_exits_nonzero_naming_iteration_and_terms(tmp_path):
+def test_train_py_lr_1e6_exits_nonzero_naming_iteration_and_terms(tmp_path, capsys):
     """The issue's reproduction: lr=1e6 on a segmentor; before, loss nan for the rest of the run, exit 0."""
     root = generate(str(tmp_path / 'data'), num_train=4, num_val=2, size=64, verbose=False).rstrip('/') + '/'
     work = tmp_path / 'work'
@@ -64,10 +64,12 @@ def test_train_py_lr_1e6_exits_nonzero_naming_iteration_and_terms(tmp_path):
             *[f'{s}.dataset.data_root={root}' for s in ('train_dataloader', 'val_dataloader', 'test_dataloader')],
             'train_cfg.max_iters=6', 'train_cfg.val_interval=6', 'default_hooks.checkpoint.interval=1',
             'train_dataloader.batch_size=2', 'param_scheduler.0.end=1', 'optim_wrapper.optimizer.lr=1e6']
-    with pytest.raises(SystemExit) as info:  # tools/train.py: `raise SystemExit('ERROR: ...')`, exit status 1
-        load_tool('train').main([str(REPO / 'configs/demo/upernet_revcol_demo.py'), '--work-dir', str(work), '--cfg-options',
-                                 *opts])
-    last = str(info.value.code)
+    from mmrevcol.utils.cli import run_tool
+    code = run_tool(load_tool('train').main, [str(REPO / 'configs/demo/upernet_revcol_demo.py'), '--work-dir',
+                                              str(work), '--cfg-options', *opts])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 2 and err[1].startswith('(traceback in '), err
+    last = err[0]
     assert last.startswith('ERROR: non-finite loss at iteration') and 'decode.loss_ce=' in last, last
     step = int(last.split('iteration ')[1].split()[0])
     saved = sorted(work.glob('iter_*.pth'))

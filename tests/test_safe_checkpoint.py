@@ -1,5 +1,6 @@
 """SafeCheckpointHook: no checkpoint lost by a crash while saving, resume from the newest complete checkpoint,
 checkpoints that plain ``torch.load(weights_only=True)`` reads without mmrevcol (issue #9 rows 6 and 18)."""
+import errno
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.logging import HistoryBuffer
 
@@ -166,3 +168,82 @@ def test_shipped_configs_state_the_safe_hooks_and_train_py_keeps_them():
         hooks = cfg.default_hooks
         assert hooks.checkpoint.type == 'SafeCheckpointHook' and hooks.checkpoint.interval == interval, config
         assert hooks.nan_guard.type == 'NonFiniteLossHook' and not cfg.get('custom_hooks'), config
+
+
+def test_safety_fragment_builds_every_hook_under_its_fixed_key():
+    from mmengine.registry import HOOKS
+    hooks = Config.fromfile(str(REPO / 'configs/_base_/runtime/safety.py')).safety_hooks
+    expected = dict(checkpoint='SafeCheckpointHook', nan_guard='NonFiniteLossHook',
+                    checkpoint_loading='CheckpointLoadingHook', preemption='PreemptionHook',
+                    work_dir_lock='WorkDirLockHook', data_errors='DataErrorsHook', consistency='ClassConsistencyHook')
+    assert {key: value['type'] for key, value in hooks.items()} == expected
+    for key, value in hooks.items():
+        assert type(HOOKS.build(dict(value))).__name__ == expected[key]
+    import mmrevcol.engine.data_errors as data_errors
+    data_errors._POLICY = None  # built above: end it
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Readable stops (issue #18 row 8): disk full while saving, a work dir that cannot be one
+def _disk_full_at(monkeypatch, name):
+    from mmrevcol.utils import atomic_io
+    real = atomic_io._write_synced_temp
+
+    def write(path, data):
+        if os.path.basename(path) == name:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as a failing write() raises it: no file name
+        return real(path, data)
+
+    monkeypatch.setattr(atomic_io, '_write_synced_temp', write)
+
+
+def test_disk_full_while_saving_is_one_line_and_loses_nothing(tmp_path, monkeypatch, capsys):
+    from mmrevcol.utils.cli import run_tool
+    _disk_full_at(monkeypatch, 'iter_3.pth')
+    assert run_tool(lambda argv: make_runner(tmp_path, 5).train()) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and err[1].startswith('(traceback in '), err
+    assert err[0] == (f'ERROR: cannot write checkpoint {tmp_path / "iter_3.pth"}: No space left on device (ENOSPC): '
+                      'the disk is full: free space or write elsewhere (--work-dir). '
+                      f'Nothing complete was lost: the last complete checkpoint is {tmp_path / "iter_2.pth"}.'), err
+    assert 'Traceback (most recent call last)' in Path(err[1][len('(traceback in '):-1]).read_text()
+    assert sorted(p.name for p in tmp_path.glob('*.pth')) == ['iter_2.pth']
+    assert (tmp_path / 'last_checkpoint').read_text().strip() == str(tmp_path / 'iter_2.pth')
+
+
+@pytest.mark.parametrize('where', ['is_a_file', 'under_a_file'])
+def test_invalid_work_dir_is_one_line(where, tmp_path, capsys):
+    from mmrevcol.utils.cli import run_tool
+    blocker = tmp_path / 'file'
+    blocker.write_text('not a folder')
+    work = blocker if where == 'is_a_file' else blocker / 'work'
+    assert run_tool(lambda argv: make_runner(work, 2)) == 1
+    err = capsys.readouterr().err.strip()
+    name, hint = ('EEXIST', 'this path exists and is not a folder') if where == 'is_a_file' else \
+        ('ENOTDIR', 'a part of this path is a file, not a folder')
+    assert err.startswith('ERROR: ') and f'({name}): {work if where == "is_a_file" else blocker / "work"}' in err, err
+    assert hint in err and '--work-dir' in err and '\n' not in err.split('(traceback')[0].strip(), err
+
+
+@pytest.mark.parametrize('number, name', [(errno.EROFS, 'read-only'), (errno.EACCES, 'permission denied')])
+def test_read_only_or_forbidden_work_dir_is_described(number, name):
+    from mmrevcol.utils.errors import describe, is_expected
+    error = OSError(number, os.strerror(number), '/runs/work/20260101_000000')
+    assert is_expected(error)
+    line = describe(error)
+    assert line.startswith(f'{os.strerror(number)} ({errno.errorcode[number]}): /runs/work/20260101_000000: ')
+    assert name in line and '--work-dir' in line
+
+
+def test_arguments_are_checked():
+    from mmrevcol.engine.safe_checkpoint import SafeCheckpointHook
+    with pytest.raises(TypeError, match='SafeCheckpointHook: interval must be an int >= 1 or -1, got 2.5'):
+        SafeCheckpointHook(interval=2.5)
+    with pytest.raises(ValueError, match='interval must be an int >= 1 or -1, got 0'):
+        SafeCheckpointHook(interval=0)
+    with pytest.raises(TypeError, match='max_keep_ckpts must be an int'):
+        SafeCheckpointHook(max_keep_ckpts='1')
+    with pytest.raises(TypeError, match='by_epoch must be True or False'):
+        SafeCheckpointHook(by_epoch=1)
+    with pytest.raises(ValueError, match='filename_tmpl'):
+        SafeCheckpointHook(filename_tmpl='last.pth')

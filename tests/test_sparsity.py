@@ -263,6 +263,26 @@ def test_densities_and_selection():
         DynamicSparsityHook(init='snip').setup(Toy())
 
 
+@pytest.mark.parametrize('kwargs, error, text', [
+    (dict(update_interval=2.5), TypeError, 'update_interval must be an int >= 1, got 2.5 (float)'),
+    (dict(update_interval=True), TypeError, 'update_interval must be an int >= 1, got True (bool)'),
+    (dict(update_interval=0), ValueError, 'update_interval must be an int >= 1, got 0'),
+    (dict(sparsity='0.4'), TypeError, "sparsity must be a number in [0, 1), got '0.4' (str)"),
+    (dict(sparsity=1), ValueError, 'sparsity must be a number in [0, 1), got 1.0'),
+    (dict(sparsity=False), TypeError, 'sparsity must be a number in [0, 1), got False (bool)'),
+    (dict(prune_rate=1.5), ValueError, 'prune_rate must be a number in [0, 1]'),
+    (dict(stop_iter=10.0), TypeError, 'stop_iter must be an int >= 0 or None'),
+    (dict(fixed='yes'), TypeError, 'fixed must be True or False'),
+    (dict(prefix=3), TypeError, 'prefix must be a string or None'),
+    (dict(seed=-1), ValueError, 'seed must be an int >= 0'),
+])
+def test_arguments_are_checked_with_types(kwargs, error, text):
+    """Issue #18 row 9: a config typo fails at construction, naming the argument, before anything is built."""
+    with pytest.raises(error) as info:
+        DynamicSparsityHook(**kwargs)
+    assert str(info.value).startswith('DynamicSparsityHook: ') and text in str(info.value), str(info.value)
+
+
 def test_prune_and_regrow_and_cosine_rate():
     gen = torch.Generator().manual_seed(0)
     w = torch.randn(40, 30)

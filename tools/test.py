@@ -24,7 +24,7 @@ from mmengine.config import ConfigDict  # noqa: E402
 
 from mmrevcol.utils.cli import LiteralDictAction  # noqa: E402
 
-from train import build_runner, close_dist, load_cfg  # noqa: E402
+from train import abort_dist, build_runner, close_dist, load_cfg  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -132,10 +132,16 @@ def main(argv=None):
         assert args.out.endswith(('.pkl', '.pickle')), 'The dump file must be a pkl file.'
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
 
-    metrics = runner.test()
+    try:
+        metrics = runner.test()
+    except BaseException:
+        abort_dist()  # no barrier: another rank may be gone
+        raise
     close_dist()
     return metrics
 
 
 if __name__ == '__main__':
-    main()
+    from mmrevcol.utils.cli import run_tool
+    # main returns the metrics (for callers); the process exits 0. Expected failures: one line, traceback in the log
+    sys.exit(run_tool(lambda argv: [main(argv), 0][1]))

@@ -55,8 +55,9 @@ def parse_args(argv=None):
         'key="dict(a=1,b=[2,3])" or key="{\'a\':1}", e.g. a custom arch: '
         'model.backbone.arch="dict(channels=[64,128,256,512],layers=[2,2,4,2],num_columns=4)".')
     parser.add_argument('--check-data', action='store_true',
-                        help='before training, check that every image/annotation/label map of the train and val '
-                        'sets is present and readable and every box inside its image (tools/check_dataset.py)')
+                        help='before training, check every image/annotation/label map of the train and val sets as '
+                        'tools/check_dataset.py does (decoded as the pipeline decodes them); stop on errors, list '
+                        'warnings')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
                         help='job launcher')
     # torch.distributed.launch passes --local-rank, older versions --local_rank.
@@ -256,22 +257,37 @@ def build_runner(cfg: Config):
 # What happens when things go wrong (issue #9): the safety hooks and the anchor filter are stated by the configs
 # (configs/_base_/runtime/safety.py, the detection recipes); the data pre-flight is an option of this tool.
 def check_data_or_exit(cfg: Config) -> None:
-    """``--check-data``: stop before building the runner when the train/val data has broken files."""
+    """``--check-data``: stop before building the runner when the train/val data has errors (warnings are listed)."""
     from mmrevcol.utils.dataset_check import check_config, format_report
+    from mmrevcol.utils.errors import DataError
     problems = check_config(cfg, splits=('train', 'val'))
     print(format_report(problems), flush=True)
-    if problems:
-        raise SystemExit(f'ERROR: {len(problems)} data problem(s), listed above; fix them or drop --check-data')
+    errors = [p for p in problems if p.severity == 'error']
+    if errors:
+        raise DataError(f'{len(errors)} data error(s), listed above; fix them or drop --check-data')
+
+
+def abort_dist() -> None:
+    """After a failure: tear the process group down without a barrier (another rank may be gone or stuck).
+
+    The other ranks' next collective then fails instead of waiting, and this process exits with its error's status
+    rather than gloo's abort at interpreter shutdown (see :func:`close_dist`).
+    """
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        try:
+            dist.destroy_process_group()
+        except Exception:  # noqa: BLE001  the error being reported matters, not this one
+            pass
 
 
 def train_or_exit(runner) -> None:
-    """Run training; a non-finite loss ends the process with one line and status 1."""
-    from mmrevcol.engine.nan_guard import NonFiniteLossError
+    """Run training; a failure (reported by ``run_tool``: one line for expected ones) first ends the process group."""
     try:
         runner.train()
-    except NonFiniteLossError as e:
-        runner.logger.error(str(e))
-        raise SystemExit(f'ERROR: {e}') from None
+    except BaseException:
+        abort_dist()
+        raise
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -319,4 +335,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    from mmrevcol.utils.cli import run_tool
+    sys.exit(run_tool(main))  # expected failures: one line, traceback in the run's log

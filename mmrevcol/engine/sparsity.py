@@ -36,6 +36,7 @@ from mmengine.registry import HOOKS
 from torch import Tensor, nn
 
 from ..utils.model import unwrap_model
+from .hook_args import check_bool, check_choice, check_int, check_number, check_optional_str
 
 INITS = ('snip', 'erk', 'uniform', 'from_weights')
 _STATE_KEYS = ('momentum_buffer', 'exp_avg', 'exp_avg_sq', 'max_exp_avg_sq', 'square_avg', 'acc_delta', 'sum')
@@ -179,23 +180,18 @@ class DynamicSparsityHook(Hook):
                  prune_rate: float = 0.3, final_prune_rate: float = 0.005, stop_iter: Optional[int] = None,
                  only_large_kernels: bool = False, prefix: Optional[str] = None, fixed: bool = False,
                  erk_power_scale: float = 1.0, seed: int = 0):
-        if not 0 <= sparsity < 1:
-            raise ValueError(f'sparsity must be in [0, 1), got {sparsity}')
-        if init not in INITS:
-            raise ValueError(f'init must be one of {INITS}, got {init!r}')
-        if update_interval < 1:
-            raise ValueError(f'update_interval must be >= 1, got {update_interval}')
-        self.sparsity = sparsity
-        self.init = 'from_weights' if fixed else init
-        self.update_interval = update_interval
-        self.prune_rate = prune_rate
-        self.final_prune_rate = final_prune_rate
-        self.stop_iter = stop_iter
-        self.only_large_kernels = only_large_kernels
-        self.prefix = prefix
+        name = type(self).__name__  # every argument checked here: a config typo fails before anything is built
+        self.sparsity = check_number(name, 'sparsity', sparsity, 0, 1, high_open=True)
+        self.init = 'from_weights' if check_bool(name, 'fixed', fixed) else check_choice(name, 'init', init, INITS)
+        self.update_interval = check_int(name, 'update_interval', update_interval, minimum=1)
+        self.prune_rate = check_number(name, 'prune_rate', prune_rate, 0, 1)
+        self.final_prune_rate = check_number(name, 'final_prune_rate', final_prune_rate, 0, 1)
+        self.stop_iter = check_int(name, 'stop_iter', stop_iter, minimum=0, allow_none=True)
+        self.only_large_kernels = check_bool(name, 'only_large_kernels', only_large_kernels)
+        self.prefix = check_optional_str(name, 'prefix', prefix)
         self.fixed = fixed
-        self.erk_power_scale = erk_power_scale
-        self.generator = torch.Generator().manual_seed(seed)
+        self.erk_power_scale = check_number(name, 'erk_power_scale', erk_power_scale, 0, low_open=True)
+        self.generator = torch.Generator().manual_seed(check_int(name, 'seed', seed, minimum=0))
         self.masks: 'OrderedDict[str, Tensor]' = OrderedDict()
         self.num_updates = 0
         self._restored: Optional[dict] = None

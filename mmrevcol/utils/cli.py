@@ -125,22 +125,28 @@ def run_tool(main, argv=None, log_file=None) -> int:
     """Run a tool's ``main(argv)``; an expected failure (:mod:`mmrevcol.utils.errors`) ends in one line.
 
     ``ERROR: <message>`` goes to stderr and the exit status is the error's ``exit_code``; the traceback is appended
-    to ``log_file`` (a path, or a callable returning one, e.g. the run's log in its work dir) when there is one.
-    Anything else (a bug) keeps its traceback. Returns ``main``'s status (0 for None).
+    to ``log_file`` (a path, or a callable returning one, e.g. the run's log in its work dir; by default the log
+    file of the newest mmengine logger) when there is one. Anything else (a bug) keeps its traceback. Returns
+    ``main``'s status (0 for None).
     """
     import sys
     import traceback
 
-    from .errors import exit_code_of, expected_error_types
+    from .errors import current_log_file, describe, exit_code_of, is_expected
     try:
         return main(argv) or 0
-    except expected_error_types() as e:
+    except Exception as e:  # noqa: BLE001  only expected failures are handled; the rest is re-raised
+        if not is_expected(e):
+            raise
+        label = getattr(e, 'label', 'ERROR')
         path = log_file() if callable(log_file) else log_file
+        path = (path or current_log_file()) if label == 'ERROR' else None  # a preemption stop is no error
         if path:
             try:
                 with open(path, 'a') as f:
                     traceback.print_exc(file=f)
             except OSError:
                 path = None
-        print(f'ERROR: {e}' + (f'\n(traceback in {path})' if path else ''), file=sys.stderr, flush=True)
+        print(f'{label}: {describe(e)}' + (f'\n(traceback in {path})' if path else ''),
+              file=sys.stderr, flush=True)
         return exit_code_of(e)
