@@ -132,7 +132,8 @@ def run_tool(main, argv=None, log_file=None) -> int:
     import sys
     import traceback
 
-    from .errors import current_log_file, describe, exit_code_of, is_expected
+    from .errors import current_log_file, describe, exit_code_of, is_expected, logger_names
+    earlier_loggers = logger_names()
     try:
         return main(argv) or 0
     except Exception as e:  # noqa: BLE001  only expected failures are handled; the rest is re-raised
@@ -140,7 +141,7 @@ def run_tool(main, argv=None, log_file=None) -> int:
             raise
         label = getattr(e, 'label', 'ERROR')
         path = log_file() if callable(log_file) else log_file
-        path = (path or current_log_file()) if label == 'ERROR' else None  # a preemption stop is no error
+        path = (path or current_log_file(exclude=earlier_loggers)) if label == 'ERROR' else None  # a preemption stop is no error
         if path:
             try:
                 with open(path, 'a') as f:

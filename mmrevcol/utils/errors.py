@@ -174,15 +174,30 @@ def describe(error: BaseException) -> str:
     return _one_line(text)
 
 
-def current_log_file() -> Optional[str]:
-    """The log file of the newest mmengine logger (the run's ``<work_dir>/<timestamp>/<timestamp>.log``), if any."""
+def logger_names() -> set:
+    """Names of the mmengine loggers that exist now (to tell later which ones a tool created)."""
+    try:
+        from mmengine.logging import MMLogger
+    except ImportError:
+        return set()
+    return set(MMLogger._instance_dict)
+
+
+def current_log_file(exclude: Optional[set] = None) -> Optional[str]:
+    """The log file of the newest mmengine logger (the run's ``<work_dir>/<timestamp>/<timestamp>.log``), if any.
+
+    ``exclude``: logger names that existed before the tool started (:func:`logger_names`): an earlier run's log in
+    the same process is not this tool's.
+    """
     try:
         from mmengine.logging import MMLogger
     except ImportError:
         return None
-    if not MMLogger._instance_dict:  # get_current_instance() would create one
+    for name in reversed(list(MMLogger._instance_dict)):  # insertion order: the newest last
+        if exclude and name in exclude:
+            continue
+        for handler in MMLogger._instance_dict[name].handlers:
+            if isinstance(handler, logging.FileHandler):
+                return handler.baseFilename
         return None
-    for handler in MMLogger.get_current_instance().handlers:
-        if isinstance(handler, logging.FileHandler):
-            return handler.baseFilename
     return None
