@@ -65,6 +65,12 @@ def _worker_signal_handlers(*args, **kwargs) -> None:
         signal.signal(signum, _worker_handle)
 
 
+def _in_dataloader_worker() -> bool:
+    # Any other forked child (a user's subprocess, a test) inherits the handler too and must keep the signal's effect.
+    from torch.utils.data import get_worker_info
+    return get_worker_info() is not None
+
+
 def _set_ending(value: int) -> None:
     if _ENDING is not None:
         _ENDING.value = value
@@ -154,7 +160,7 @@ class PreemptionHook(Hook):
         return False
 
     def _handle(self, signum, frame) -> None:
-        if os.getpid() != self._pid:
+        if os.getpid() != self._pid and _in_dataloader_worker():
             return  # a forked DataLoader worker: the main process stops the run and ends the workers
         if self._training(frame):
             self.requested = signum
