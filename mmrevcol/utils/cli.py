@@ -1,4 +1,8 @@
-"""``--cfg-options`` that also take ``dict(...)`` / ``{...}`` values, e.g. a custom RevCol arch.
+"""The tools' command-line helpers: :func:`run_tool` (the entry point of every tool: an expected failure ends in one
+line, third-party noise goes to the log, :mod:`mmrevcol.utils.noise`), :func:`require_path` (a missing input is
+one line) and :class:`LiteralDictAction`.
+
+``--cfg-options`` that also take ``dict(...)`` / ``{...}`` values, e.g. a custom RevCol arch.
 
 mmengine's :class:`~mmengine.config.DictAction` splits values at top-level commas and recurses into brackets; a
 value such as ``dict(channels=[8,16],layers=[1,1])`` has no top-level comma and no bracket it strips, so it
@@ -14,12 +18,19 @@ Examples (no white space, or quote the whole value)::
     --cfg-options model.backbone.arch.channels=[64,128,256,512]   # a key of an arch that is already a dict
 """
 import ast
+import contextlib
 import copy
-from typing import Any
+import os
+import sys
+from typing import Any, Callable, Optional, Union
 
 from mmengine.config import DictAction
 
-__all__ = ['LiteralDictAction', 'parse_literal', 'run_tool']
+from .errors import ExpectedError, register_expected
+from .noise import quiet_third_party
+
+__all__ = ['LiteralDictAction', 'MissingInputError', 'parse_literal', 'quiet_third_party', 'require_path',
+           'run_tool']
 
 _OPEN, _CLOSE = '([{', ')]}'
 
@@ -121,26 +132,57 @@ class LiteralDictAction(DictAction):
         parser.exit(2, f'{parser.prog}: error: {option_string} {item}: {why}\n')
 
 
-def run_tool(main, argv=None, log_file=None) -> int:
+def _register_checkpoint_errors() -> None:
+    """A checkpoint that does not fit is a user's error the tools report in one line (:mod:`.errors`)."""
+    from mmrevcol.checkpoint import CheckpointMismatchError
+    register_expected(CheckpointMismatchError)
+
+
+_register_checkpoint_errors()
+
+
+class MissingInputError(ExpectedError, FileNotFoundError):
+    """A file or folder named on a tool's command line does not exist (one line, exit status 1)."""
+
+
+def require_path(path: str, what: str = 'input', hint: str = '') -> str:
+    """``path`` if it exists, else :class:`MissingInputError` naming ``what``, the path and ``hint``."""
+    if path is None or not os.path.exists(path):
+        raise MissingInputError(f'{what} not found: {path!r} (absolute: {os.path.abspath(str(path))})'
+                                + (f'; {hint}' if hint else ''))
+    return path
+
+
+def run_tool(main: Callable[[Optional[list]], Any], argv: Optional[list] = None,
+             log_file: Union[None, str, Callable[[], Optional[str]]] = None, quiet: bool = True) -> int:
     """Run a tool's ``main(argv)``; an expected failure (:mod:`mmrevcol.utils.errors`) ends in one line.
 
     ``ERROR: <message>`` goes to stderr and the exit status is the error's ``exit_code``; the traceback is appended
     to ``log_file`` (a path, or a callable returning one, e.g. the run's log in its work dir) when there is one.
-    Anything else (a bug) keeps its traceback. Returns ``main``'s status (0 for None).
+    Anything else (a bug) keeps its traceback. Returns ``main``'s status: an ``int`` as is, 0 for anything else
+    (None, or the results a tool's ``main`` returns to its callers).
+
+    With ``quiet`` (the default) ``main`` runs in :func:`~mmrevcol.utils.noise.quiet_third_party`: the stack's
+    deprecation notices and FLOP-counter lists go to the run's log (or ``log_file``, or ``work_dirs/logs/<tool>.log``)
+    instead of the console, together with what the stack printed while it was imported.
     """
-    import sys
     import traceback
 
     from .errors import exit_code_of, expected_error_types
-    try:
-        return main(argv) or 0
-    except expected_error_types() as e:
-        path = log_file() if callable(log_file) else log_file
-        if path:
-            try:
-                with open(path, 'a') as f:
-                    traceback.print_exc(file=f)
-            except OSError:
-                path = None
-        print(f'ERROR: {e}' + (f'\n(traceback in {path})' if path else ''), file=sys.stderr, flush=True)
-        return exit_code_of(e)
+    error = None
+    with (quiet_third_party(log_file) if quiet else contextlib.nullcontext()):
+        try:
+            status = main(argv)
+        except expected_error_types() as e:
+            error = e
+            path = log_file() if callable(log_file) else log_file
+            if path:
+                try:
+                    with open(path, 'a') as f:
+                        traceback.print_exc(file=f)
+                except OSError:
+                    path = None
+    if error is not None:  # after the noise summary: the line the user needs comes last
+        print(f'ERROR: {error}' + (f'\n(traceback in {path})' if path else ''), file=sys.stderr, flush=True)
+        return exit_code_of(error)
+    return status if isinstance(status, int) else 0

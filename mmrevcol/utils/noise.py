@@ -1,0 +1,240 @@
+"""Third-party noise of the tools: kept in a log file, off the console (standard library only).
+
+What counts as noise is what a user of the tools cannot act on: deprecation notices of the stack about itself
+(``pkg_resources is deprecated`` from mmengine/mmcv at import, torch ``FutureWarning``\\ s, "X has been moved to Y"),
+and the operator lists of mmengine's FLOP counter. Warnings raised by mmrevcol or the tools, and any other warning,
+stay on the console.
+
+Two pieces:
+
+- :func:`import_noise` wraps ``mmrevcol``'s own imports. The stack warns *while it is imported*, before a tool can
+  do anything, so the package collects that noise itself — only in a process started from the project's
+  ``tools/`` (``MMREVCOL_QUIET=1`` / ``0`` forces it on / off) and never when ``-W`` / ``PYTHONWARNINGS`` chose a
+  warnings policy. Anywhere else (a user's script, a notebook, pytest) importing mmrevcol leaves warnings alone.
+- :func:`quiet_third_party` (what :func:`mmrevcol.utils.cli.run_tool` runs a tool's ``main`` in) routes the noise
+  raised during the run, plus what the import collected, to the log: the file handler of mmengine's current logger
+  when a run has one (the run's log in its work dir, in order), else ``log_file``, else
+  ``work_dirs/logs/<tool>.log``. One line on stderr at the end says how many lines went there.
+
+This module imports nothing outside the standard library: it runs before mmengine, mmcv and torch are imported.
+"""
+import contextlib
+import logging
+import os
+import os.path as osp
+import re
+import sys
+import time
+import warnings
+from typing import Callable, Iterator, List, Optional, Tuple, Union
+
+__all__ = ['is_noise', 'import_noise', 'quiet_third_party', 'NoiseLog', 'collected']
+
+_PACKAGE_DIR = osp.dirname(osp.dirname(osp.abspath(__file__)))  # .../mmrevcol
+_REPO = osp.dirname(_PACKAGE_DIR)
+_OWN = (_PACKAGE_DIR + os.sep, osp.join(_REPO, 'tools') + os.sep, osp.join(_REPO, 'configs') + os.sep)
+
+#: Messages of the stack's warnings that are noise whatever their category (deprecations it raises about itself).
+NOISE_MESSAGES = re.compile('|'.join([
+    r'pkg_resources is deprecated',
+    r'has been moved to',                      # mmcv: MultiScaleDeformableAttention moved to mmcv.ops
+    r'would be deprecated soon',               # mmseg: build_loss
+    r'Default ``avg_non_ignore`` is False',    # mmseg's CrossEntropyLoss default, unchanged since 2022
+    r'[Dd]eprecat',                            # any other deprecation notice of a third-party package
+    r'TypedStorage is deprecated',
+]))
+#: Categories that are noise when a third-party module raises them.
+NOISE_CATEGORIES = (DeprecationWarning, PendingDeprecationWarning, FutureWarning, ImportWarning)
+#: mmengine log records that are noise: the FLOP counter's lists of ops without a handle and of uncalled modules.
+NOISE_RECORDS = re.compile(r'Unsupported operator |were never called during the trace|never called during the trace')
+
+
+def _own_file(filename: str) -> bool:
+    return osp.abspath(filename or '').startswith(_OWN)
+
+
+def is_noise(message: Union[str, Warning], category: type, filename: str) -> bool:
+    """Whether a warning is third-party noise (see the module doc). Warnings of mmrevcol, tools/ and configs/
+    never are."""
+    if _own_file(filename):
+        return False
+    if issubclass(category, NOISE_CATEGORIES):
+        return True
+    return bool(NOISE_MESSAGES.search(str(message)))
+
+
+class NoiseLog:
+    """Where the noise goes: lines kept until a log file is known, then written there."""
+
+    max_pending = 10000  # outside a tool nobody writes the lines out: keep memory bounded
+
+    def __init__(self) -> None:
+        self.pending: List[Tuple[int, str]] = []
+        self.count = 0
+        self.written_to: Optional[str] = None
+        self.active = 0  # quiet_third_party blocks running: only then are lines written out as they come
+
+    def add_warning(self, message, category, filename, lineno) -> None:
+        self._add(f'{filename}:{lineno}: {category.__name__}: {message}', logging.WARNING)
+
+    def add_record(self, record: logging.LogRecord) -> None:
+        self._add(record.getMessage(), record.levelno)
+
+    def note(self, text: str) -> None:
+        """A line for the log only (e.g. the operators the FLOP counter skipped)."""
+        self._add(text, logging.INFO)
+
+    def _add(self, text: str, level: int) -> None:
+        self.count += 1
+        if len(self.pending) < self.max_pending:
+            self.pending.append((level, f'[third-party] {text}'))
+        if self.active:
+            self.flush(final=False)
+
+    def flush(self, final: bool, log_file: Union[None, str, Callable[[], Optional[str]]] = None,
+              default: Optional[str] = None) -> None:
+        """Write what is pending through the current mmengine run's file handler; at the end (``final``), to
+        ``log_file`` or ``default`` when there was none."""
+        if not self.pending:
+            return
+        handlers = _run_file_handlers()
+        if handlers:
+            for level, text in self.pending:
+                record = logging.LogRecord('mmrevcol.noise', level, __file__, 0, text, None, None)
+                for handler in handlers:
+                    if record.levelno >= handler.level:
+                        handler.handle(record)
+            self.written_to = handlers[0].baseFilename
+            self.pending.clear()
+            return
+        if not final:
+            return
+        path = log_file() if callable(log_file) else log_file
+        path = path or default
+        if not path:
+            return
+        try:
+            os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+            with open(path, 'a') as f:
+                stamp = time.strftime('%Y/%m/%d %H:%M:%S')
+                f.writelines(f'{stamp} - {logging.getLevelName(level)} - {text}\n' for level, text in self.pending)
+        except OSError:
+            return
+        self.written_to = path
+        self.pending.clear()
+
+
+#: What :func:`import_noise` collected, until a tool's :func:`quiet_third_party` writes it to its log.
+_COLLECTED = NoiseLog()
+
+
+def collected() -> NoiseLog:
+    return _COLLECTED
+
+
+def _run_file_handlers() -> list:
+    """File handlers of mmengine's current logger (a Runner's log in its work dir), if mmengine is loaded."""
+    mmlogging = sys.modules.get('mmengine.logging')
+    if mmlogging is None or not getattr(mmlogging.MMLogger, '_instance_dict', None):
+        return []
+    logger = mmlogging.MMLogger.get_current_instance()
+    return [h for h in logger.handlers if isinstance(h, logging.FileHandler)]
+
+
+def _tool_process() -> bool:
+    forced = os.environ.get('MMREVCOL_QUIET')
+    if forced in ('0', '1'):
+        return forced == '1'
+    if sys.warnoptions:  # -W or PYTHONWARNINGS: the user chose what to see
+        return False
+    main = getattr(sys.modules.get('__main__'), '__file__', None) or (sys.argv[0] if sys.argv else '')
+    return osp.abspath(main).startswith(osp.join(_REPO, 'tools') + os.sep)
+
+
+@contextlib.contextmanager
+def _route_warnings(sink: NoiseLog) -> Iterator[None]:
+    original = warnings.showwarning
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if is_noise(message, category, filename):
+            sink.add_warning(message, category, filename, lineno)
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = showwarning
+    try:
+        yield
+    finally:
+        if warnings.showwarning is showwarning:
+            warnings.showwarning = original
+
+
+@contextlib.contextmanager
+def import_noise() -> Iterator[None]:
+    """Around mmrevcol's imports: the stack's import-time noise is collected (only in the project's tools)."""
+    if not _tool_process():
+        yield
+        return
+    with _route_warnings(_COLLECTED):
+        yield
+
+
+class _RecordFilter(logging.Filter):
+
+    def __init__(self, sink: NoiseLog) -> None:
+        super().__init__()
+        self.sink = sink
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if NOISE_RECORDS.search(record.getMessage()):
+            self.sink.add_record(record)
+            return False
+        return True
+
+
+def _default_log() -> str:
+    main = getattr(sys.modules.get('__main__'), '__file__', None) or (sys.argv[0] if sys.argv else '') or 'tool'
+    name = osp.splitext(osp.basename(main))[0] or 'tool'
+    return osp.join('work_dirs', 'logs', f'{name}.log')
+
+
+@contextlib.contextmanager
+def quiet_third_party(log_file: Union[None, str, Callable[[], Optional[str]]] = None,
+                      announce: bool = True) -> Iterator[NoiseLog]:
+    """Run a block with third-party noise routed to a log file instead of the console.
+
+    Args:
+        log_file: where the noise goes when no mmengine run log exists by the end (a path, or a callable returning
+            one); default ``work_dirs/logs/<tool>.log``.
+        announce: print one line to stderr at the end saying how many lines went where.
+
+    Yields:
+        The :class:`NoiseLog` (``count``, ``written_to``).
+    """
+    sink = _COLLECTED
+    filter_ = _RecordFilter(sink)
+    loggers = _mm_loggers()
+    for logger in loggers:
+        logger.addFilter(filter_)
+    sink.active += 1
+    try:
+        with _route_warnings(sink):
+            yield sink
+    finally:
+        sink.active -= 1
+        for logger in loggers + [lg for lg in _mm_loggers() if lg not in loggers]:
+            logger.removeFilter(filter_)
+        sink.flush(final=True, log_file=log_file, default=_default_log())
+        if announce and sink.count and sink.written_to:
+            print(f'({sink.count} third-party warning(s) kept off the console: {sink.written_to})', file=sys.stderr,
+                  flush=True)
+            sink.count = 0
+
+
+def _mm_loggers() -> list:
+    """mmengine's loggers existing now (the FLOP counter logs through the current one)."""
+    mmlogging = sys.modules.get('mmengine.logging')
+    if mmlogging is None:
+        return []
+    mmlogging.MMLogger.get_current_instance()  # the default instance the counter would create
+    return list(mmlogging.MMLogger._instance_dict.values())
