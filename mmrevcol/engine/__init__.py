@@ -1,5 +1,6 @@
 from .agc import AGCAmpOptimWrapper, AGCOptimWrapper, adaptive_clip_grad_, unitwise_norm
 from .checkpoint_loading import CheckpointLoadingHook, ensure_loading_hook
+from .ema_distill import EMADistillHook
 from .kernel_padding import KernelPaddingHook, pad_kernel, pad_kernels
 from .layer_decay import BackboneLayerDecayOptimizerConstructor, RevColLayerDecayOptimizerConstructor
 from .nan_guard import NonFiniteLossError, NonFiniteLossHook
@@ -8,7 +9,7 @@ from .sparsity import DynamicSparsityHook
 
 __all__ = [
     'AGCAmpOptimWrapper', 'AGCOptimWrapper', 'adaptive_clip_grad_', 'unitwise_norm', 'CheckpointLoadingHook',
-    'ensure_loading_hook', 'KernelPaddingHook', 'pad_kernel', 'pad_kernels', 'RevColLayerDecayOptimizerConstructor',
+    'ensure_loading_hook', 'EMADistillHook', 'KernelPaddingHook', 'pad_kernel', 'pad_kernels', 'RevColLayerDecayOptimizerConstructor',
     'BackboneLayerDecayOptimizerConstructor', 'DynamicSparsityHook', 'NonFiniteLossError', 'NonFiniteLossHook',
     'SafeCheckpointHook'
 ]

@@ -29,7 +29,7 @@ from mmengine.config import DictAction
 from .errors import ExpectedError, register_expected
 from .noise import quiet_third_party
 
-__all__ = ['LiteralDictAction', 'MissingInputError', 'parse_literal', 'quiet_third_party', 'require_path',
+__all__ = ['InvalidInputError', 'LiteralDictAction', 'MissingInputError', 'parse_literal', 'quiet_third_party', 'require_path',
            'run_tool']
 
 _OPEN, _CLOSE = '([{', ')]}'
@@ -143,6 +143,10 @@ _register_checkpoint_errors()
 
 class MissingInputError(ExpectedError, FileNotFoundError):
     """A file or folder named on a tool's command line does not exist (one line, exit status 1)."""
+
+
+class InvalidInputError(ExpectedError, ValueError):
+    """A file named on a tool's command line exists but cannot be used (e.g. an image that does not decode)."""
 
 
 def require_path(path: str, what: str = 'input', hint: str = '') -> str:

@@ -5,14 +5,14 @@ handle (``aten::gelu``, ``aten::add``, ...) and every module the trace did not c
 say nothing about the count a user asked for. The tools count through :func:`model_complexity`, which runs the
 same analyzers with those warnings off and writes the lists to the tool's log (:mod:`mmrevcol.utils.noise`).
 """
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch import nn
 
 from .noise import collected
 
-__all__ = ['model_complexity', 'flop_analyzer', 'format_size']
+__all__ = ['model_complexity', 'flop_analyzer', 'format_size', 'sparse_complexity']
 
 
 def flop_analyzer(model: nn.Module, inputs: Tuple[Any, ...]):
@@ -66,3 +66,27 @@ def model_complexity(model: nn.Module, inputs: Tuple[Any, ...], show_table: bool
     if show_table:
         info['out_table'] = '\n' + complexity_stats_table(flops=flops, activations=acts, show_param_shapes=True)
     return info
+
+
+def sparse_complexity(model: nn.Module, inputs: Tuple[Any, ...], sparsity: float,
+                      flops: Optional[float] = None) -> Dict[str, float]:
+    """FLOPs and parameters of ``model`` with every conv / linear weight (2-D and 4-D) at density ``1 - sparsity``,
+    the convention of sparse-training papers (SLaK publishes its counts at 40 % sparsity).
+
+    Args:
+        model: the (dense) module.
+        inputs: its forward's inputs.
+        sparsity: fraction of conv / linear weights that are zero.
+        flops: the dense total, when already counted.
+
+    Returns:
+        ``dict(flops, params, weight_flops)``: totals with the sparse layers scaled, and the sparse layers' MACs.
+    """
+    density = 1. - sparsity
+    with torch.no_grad():
+        analyzer = flop_analyzer(model, inputs)
+        ops = analyzer.by_operator()
+        dense = analyzer.total() if flops is None else flops
+    weighted = ops.get('conv', 0) + ops.get('linear', 0)
+    params = sum(p.numel() * (density if p.ndim in (2, 4) else 1.) for p in model.parameters())
+    return dict(flops=dense - sparsity * weighted, params=params, weight_flops=density * weighted)

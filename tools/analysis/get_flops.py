@@ -36,7 +36,8 @@ from mmengine.registry import MODELS, init_default_scope  # noqa: E402
 from torch import nn  # noqa: E402
 
 from mmrevcol.utils.cli import require_path, run_tool  # noqa: E402
-from mmrevcol.utils.complexity import flop_analyzer, format_size, model_complexity  # noqa: E402
+from mmrevcol.utils.complexity import (flop_analyzer, format_size, model_complexity,  # noqa: E402
+                                      sparse_complexity)
 
 
 def parse_args(argv=None):
@@ -156,14 +157,11 @@ def flops_of(cfg, shape, part='backbone', show_table=False, roi_convention='forw
             info = model_complexity(wrapped, (torch.zeros(1, 3, h, w),), show_table=show_table)
     info['params'] = sum(p.numel() for m in wrapped.counted for p in m.parameters())
     if sparsity:
-        with torch.no_grad():
-            ops = flop_analyzer(wrapped, (torch.zeros(1, 3, h, w), )).by_operator()
-        density = 1. - sparsity
-        weighted = ops.get('conv', 0) + ops.get('linear', 0)
-        info['weight_flops'] = density * weighted  # the MACs of the sparse convs/linears alone (no norms, pools)
-        info['flops'] -= sparsity * weighted
-        info['flops_str'] = f"{info['flops'] / 1e9:.3f}G (density {density:g})"
-        info['params'] = sum(p.numel() * (density if p.ndim in (2, 4) else 1.)
+        sparse = sparse_complexity(wrapped, (torch.zeros(1, 3, h, w), ), sparsity, flops=info['flops'])
+        info['weight_flops'] = sparse['weight_flops']  # the MACs of the sparse convs/linears alone (no norms, pools)
+        info['flops'] = sparse['flops']
+        info['flops_str'] = f"{info['flops'] / 1e9:.3f}G (density {1. - sparsity:g})"
+        info['params'] = sum(p.numel() * ((1. - sparsity) if p.ndim in (2, 4) else 1.)
                              for m in wrapped.counted for p in m.parameters())
     info['params_str'] = f"{info['params'] / 1e6:.3f}M"
     return info
