@@ -22,7 +22,7 @@ import mmrevcol  # noqa: E402,F401  isort:skip
 
 from mmengine.config import ConfigDict  # noqa: E402
 
-from mmrevcol.utils.cli import LiteralDictAction  # noqa: E402
+from mmrevcol.utils.cli import LiteralDictAction, run_tool  # noqa: E402
 
 from mmrevcol.engine import ensure_loading_hook  # noqa: E402
 
@@ -139,4 +139,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_tool(main))

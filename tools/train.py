@@ -29,7 +29,7 @@ from mmengine.runner import Runner  # noqa: E402
 
 from mmrevcol.checkpoint import check_model_init_cfgs  # noqa: E402
 from mmrevcol.engine import ensure_loading_hook  # noqa: E402
-from mmrevcol.utils.cli import LiteralDictAction  # noqa: E402
+from mmrevcol.utils.cli import LiteralDictAction, run_tool  # noqa: E402
 
 DOCS = 'docs/downstream.md'
 
@@ -357,4 +357,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_tool(main))

@@ -225,7 +225,7 @@ def quiet_third_party(log_file: Union[None, str, Callable[[], Optional[str]]] = 
         for logger in loggers + [lg for lg in _mm_loggers() if lg not in loggers]:
             logger.removeFilter(filter_)
         sink.flush(final=True, log_file=log_file, default=_default_log())
-        if announce and sink.count and sink.written_to:
+        if announce and sink.count and sink.written_to and os.environ.get('RANK', '0') == '0':
             print(f'({sink.count} third-party warning(s) kept off the console: {sink.written_to})', file=sys.stderr,
                   flush=True)
             sink.count = 0
