@@ -7,10 +7,12 @@ stay on the console.
 
 Two pieces:
 
-- :func:`import_noise` wraps ``mmrevcol``'s own imports. The stack warns *while it is imported*, before a tool can
-  do anything, so the package collects that noise itself — only in a process started from the project's
-  ``tools/`` (``MMREVCOL_QUIET=1`` / ``0`` forces it on / off) and never when ``-W`` / ``PYTHONWARNINGS`` chose a
-  warnings policy. Anywhere else (a user's script, a notebook, pytest) importing mmrevcol leaves warnings alone.
+- :func:`quiet_tool_process`, called first thing by ``import mmrevcol``. The stack warns while it is imported, and
+  the tools import it at their top, before their ``main`` runs; so in a process started from the project's
+  ``tools/`` (``MMREVCOL_QUIET=1`` / ``0`` forces it on / off; never when ``-W`` / ``PYTHONWARNINGS`` chose a
+  warnings policy) the routing is installed for the whole process, and what it collects before a log is known is
+  written out by :func:`quiet_third_party` or, at the latest, at exit. Anywhere else (a user's script, a notebook,
+  pytest) importing mmrevcol leaves warnings alone.
 - :func:`quiet_third_party` (what :func:`mmrevcol.utils.cli.run_tool` runs a tool's ``main`` in) routes the noise
   raised during the run, plus what the import collected, to the log: the file handler of mmengine's current logger
   when a run has one (the run's log in its work dir, in order), else ``log_file``, else
@@ -18,6 +20,7 @@ Two pieces:
 
 This module imports nothing outside the standard library: it runs before mmengine, mmcv and torch are imported.
 """
+import atexit
 import contextlib
 import logging
 import os
@@ -28,7 +31,7 @@ import time
 import warnings
 from typing import Callable, Iterator, List, Optional, Tuple, Union
 
-__all__ = ['is_noise', 'import_noise', 'quiet_third_party', 'NoiseLog', 'collected']
+__all__ = ['is_noise', 'quiet_tool_process', 'quiet_third_party', 'NoiseLog', 'collected']
 
 _PACKAGE_DIR = osp.dirname(osp.dirname(osp.abspath(__file__)))  # .../mmrevcol
 _REPO = osp.dirname(_PACKAGE_DIR)
@@ -124,7 +127,7 @@ class NoiseLog:
         self.pending.clear()
 
 
-#: What :func:`import_noise` collected, until a tool's :func:`quiet_third_party` writes it to its log.
+#: The noise collected until a log is known (a tool's :func:`quiet_third_party`, or at exit).
 _COLLECTED = NoiseLog()
 
 
@@ -151,8 +154,8 @@ def _tool_process() -> bool:
     return osp.abspath(main).startswith(osp.join(_REPO, 'tools') + os.sep)
 
 
-@contextlib.contextmanager
-def _route_warnings(sink: NoiseLog) -> Iterator[None]:
+def _route_warnings(sink: NoiseLog) -> Callable[[], None]:
+    """Send noise warnings to ``sink`` from now on; returns the function that undoes it."""
     original = warnings.showwarning
 
     def showwarning(message, category, filename, lineno, file=None, line=None):
@@ -161,22 +164,24 @@ def _route_warnings(sink: NoiseLog) -> Iterator[None]:
         else:
             original(message, category, filename, lineno, file, line)
 
+    showwarning.routes_noise = True
     warnings.showwarning = showwarning
-    try:
-        yield
-    finally:
+
+    def undo() -> None:
         if warnings.showwarning is showwarning:
             warnings.showwarning = original
 
+    return undo
 
-@contextlib.contextmanager
-def import_noise() -> Iterator[None]:
-    """Around mmrevcol's imports: the stack's import-time noise is collected (only in the project's tools)."""
-    if not _tool_process():
-        yield
-        return
-    with _route_warnings(_COLLECTED):
-        yield
+
+def quiet_tool_process() -> bool:
+    """In a process of the project's tools, route the stack's noise to the log from now on (see the module doc);
+    returns whether it did. Idempotent."""
+    if not _tool_process() or getattr(warnings.showwarning, 'routes_noise', False):
+        return False
+    _route_warnings(_COLLECTED)
+    atexit.register(_COLLECTED.flush, final=True, default=_default_log())
+    return True
 
 
 class _RecordFilter(logging.Filter):
@@ -217,10 +222,12 @@ def quiet_third_party(log_file: Union[None, str, Callable[[], Optional[str]]] = 
     for logger in loggers:
         logger.addFilter(filter_)
     sink.active += 1
+    undo = None if getattr(warnings.showwarning, 'routes_noise', False) else _route_warnings(sink)
     try:
-        with _route_warnings(sink):
-            yield sink
+        yield sink
     finally:
+        if undo is not None:
+            undo()
         sink.active -= 1
         for logger in loggers + [lg for lg in _mm_loggers() if lg not in loggers]:
             logger.removeFilter(filter_)
