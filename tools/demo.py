@@ -4,6 +4,7 @@ small RevCol UPerNet (mmseg) from scratch on CPU, evaluate, and print COCO bbox/
     bash tools/run_demo.sh                      # sets up .venv first, then runs this
     .venv/bin/python tools/demo.py              # both tasks
     .venv/bin/python tools/demo.py --only seg --iters 100
+    .venv/bin/python tools/demo.py --spread     # the README's range: 1 and 2 threads x AVX-512 / AVX2 kernels
 
 Both trainings go through mmengine's Runner with the configs in configs/demo/ (exactly what tools/train.py does);
 logs and checkpoints land in work_dirs/demo/. Expect a few minutes per task on 2 CPU cores.
@@ -42,6 +43,8 @@ TASKS = {
     'seg': ('configs/demo/upernet_revcol_demo.py', 'RevCol UPerNet (mmseg)'),
 }
 DEFAULT_THREADS = 2
+#: The settings whose spread the README states: (threads, ONEDNN_MAX_CPU_ISA or None for the CPU's best).
+SPREAD = [(2, None), (1, None), (2, 'AVX2'), (1, 'AVX2')]
 #: What the README states for the full default run ("Results measured here"): (metric, low, high) in percent, the
 #: range measured over 1 and 2 threads and over AVX-512 / AVX2 kernels. tests/test_demo_data.py checks that the
 #: README shows these numbers.
@@ -61,6 +64,10 @@ def parse_args(argv=None):
                    help=f'torch intra-op threads (default {DEFAULT_THREADS} on any machine: the metrics depend on '
                    'the thread count, so it does not follow the load or the cores)')
     p.add_argument('--log-interval', type=int, default=10, help='print the training log every N iters')
+    p.add_argument('--json', default=None, help='also write the metrics to this JSON file')
+    p.add_argument('--spread', action='store_true',
+                   help='run the demo once per setting of SPREAD (threads x oneDNN ISA, one process each, in turn) '
+                   'and print the range of each metric: what the README and EXPECTED state')
     return p.parse_args(argv)
 
 
@@ -133,8 +140,45 @@ def summary(results: dict, full_run: bool = True) -> str:
     return '\n'.join(lines)
 
 
+def spread(args) -> dict:
+    """``--spread``: every setting of :data:`SPREAD` in its own process; prints the range of each metric."""
+    import json
+    import subprocess
+    out_dir = osp.join(args.work_dir, 'spread')
+    os.makedirs(out_dir, exist_ok=True)
+    runs = {}
+    for threads, isa in SPREAD:
+        name = f'threads{threads}_{isa or "native"}'
+        env = dict(os.environ)
+        env.pop('ONEDNN_MAX_CPU_ISA', None)
+        if isa:
+            env['ONEDNN_MAX_CPU_ISA'] = isa
+        cmd = [sys.executable, osp.abspath(__file__), '--threads', str(threads), '--work-dir', osp.join(out_dir, name),
+               '--json', osp.join(out_dir, f'{name}.json'), '--data-root', args.data_root]
+        cmd += ['--only', args.only] if args.only else []
+        cmd += ['--iters', str(args.iters)] if args.iters is not None else []
+        print(f'\n##### {name}: {" ".join(cmd)}', flush=True)
+        subprocess.run(cmd, env=env, check=True)
+        with open(osp.join(out_dir, f'{name}.json')) as f:
+            runs[name] = json.load(f)
+    lines = ['', f'Spread over {len(runs)} settings ({", ".join(runs)}) on {describe_device()}:']
+    ranges = {}
+    for task in ([args.only] if args.only else ['det', 'seg']):
+        ranges[task] = []
+        for key, label, _, _ in EXPECTED[task]:
+            values = [r[task][key] * (100 if key.startswith('coco/') else 1) for r in runs.values()]
+            ranges[task].append((key, label, round(min(values), 1), round(max(values), 1)))
+            lines.append(f'  {label}: ' + ', '.join(f'{v:.1f}' for v in values) +
+                         f'  -> range {min(values):.1f}-{max(values):.1f}')
+    lines.append(f'EXPECTED (tools/demo.py) and the README rows: {ranges}')
+    print('\n'.join(lines), flush=True)
+    return ranges
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.spread:
+        return spread(args)
     torch.set_num_threads(args.threads)
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
     print(f'torch {torch.__version__}, {describe_device()}, device {device}', flush=True)
@@ -144,6 +188,10 @@ def main(argv=None):
     results = {name: run_task(name, args) for name in names}
     full_run = args.iters is None and args.threads in (1, 2) and args.data_root == DEFAULT_ROOT
     print(summary(results, full_run), flush=True)
+    if args.json:
+        import json
+        with open(args.json, 'w') as f:
+            json.dump({name: {k: float(v) for k, v in r['metrics'].items()} for name, r in results.items()}, f)
     return results
 
 
