@@ -3,8 +3,9 @@
 #
 # Idempotent: a stamp file records the hash of this script and requirements.txt; when it matches, the
 # environment is reused in about a second. mmcv 2.1.0 has no wheels on PyPI, so it is compiled from its sdist
-# (most of a first set-up: 8-26 min in all on the 2-core VMs of the README) and the wheel is cached OUTSIDE the repo, keyed by Python, torch (incl. CUDA tag) and the
-# CUDA architectures it was built for: an mmcv extension built against another torch is ABI-incompatible.
+# (most of a first set-up, which took 8-26 min in all on the 2-core VMs of the README) and the wheel is cached
+# OUTSIDE the repo, keyed by Python, torch (incl. CUDA tag) and the CUDA architectures it was built for: an mmcv
+# extension built against another torch is ABI-incompatible.
 #
 # Environment variables:
 #   MMREVCOL_CACHE   wheel cache folder (default: ${XDG_CACHE_HOME:-~/.cache}/mmrevcol)
