@@ -3,9 +3,8 @@
 #
 # Idempotent: a stamp file records the hash of this script and requirements.txt; when it matches, the
 # environment is reused in about a second. mmcv 2.1.0 has no wheels on PyPI, so it is compiled from its sdist
-# (most of a first set-up, which took 8-26 min in all on the 2-core VMs of the README) and the wheel is cached
-# OUTSIDE the repo, keyed by Python, torch (incl. CUDA tag) and the CUDA architectures it was built for: an mmcv
-# extension built against another torch is ABI-incompatible.
+# (≈12 min on 2 cores) and the wheel is cached OUTSIDE the repo, keyed by Python, torch (incl. CUDA tag) and the
+# CUDA architectures it was built for: an mmcv extension built against another torch is ABI-incompatible.
 #
 # Environment variables:
 #   MMREVCOL_CACHE   wheel cache folder (default: ${XDG_CACHE_HOME:-~/.cache}/mmrevcol)
@@ -57,7 +56,7 @@ if ! "$VPY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION
   if [[ $build_cuda == 1 ]]; then key="$key-cuda${TORCH_CUDA_ARCH_LIST// /_}"; else key="$key-cpuops"; fi
   wheel_dir="$CACHE/mmcv-$MMCV_VERSION/$key"
   if ! ls "$wheel_dir"/mmcv-*.whl >/dev/null 2>&1; then
-    log "building mmcv $MMCV_VERSION with ops for $key (the longest step: the whole first set-up took 8-26 min on 2-core VMs); cache: $wheel_dir"
+    log "building mmcv $MMCV_VERSION with ops for $key (about 12 min on 2 cores); cache: $wheel_dir"
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
     "$VPY" -m pip download --disable-pip-version-check -q --no-deps --no-build-isolation --no-binary=:all: \
