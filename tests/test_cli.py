@@ -161,7 +161,8 @@ def test_noise_before_main_of_a_tool_process_reaches_its_log(tmp_path):
             'import sys, warnings\n'
             f'sys.path.insert(0, {str(REPO)!r})\n'
             'def noise(when):\n'
-            '    warnings.warn_explicit(f"pkg_resources is deprecated ({when})", UserWarning, "/v/site-packages/m.py", 1)\n'
+            '    warnings.warn_explicit(f"pkg_resources is deprecated ({when})", UserWarning,\n'
+            '                           "/v/site-packages/m.py", 1)\n'
             'noise("before")\n'  # not after mmrevcol: the user's own business, shown
             'import mmrevcol\n'
             'noise("after")\n' + body)

@@ -8,7 +8,6 @@ training mode of the backbone) and in a 2-process ``tools/dist_train.sh`` run (C
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -98,8 +97,8 @@ def test_two_process_training_copies_no_gradient(task, demo_root, tmp_path):
              'train_dataloader.batch_size=2', 'default_hooks.logger.interval=1']
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONWARNINGS'}  # the warning must be able to show
     env.update(OMP_NUM_THREADS='1', OMP_WAIT_POLICY='PASSIVE', PORT=str(free_port()), MMREVCOL_QUIET='0')
-    proc = subprocess.run(['bash', 'tools/dist_train.sh', CONFIGS[task], '2', '--work-dir', str(tmp_path), '--cfg-options',
-                           *opts], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(['bash', 'tools/dist_train.sh', CONFIGS[task], '2', '--work-dir', str(tmp_path),
+                           '--cfg-options', *opts], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
     assert 'Iter(train) [2/2]' in log, log[-3000:]

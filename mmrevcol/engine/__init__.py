@@ -9,7 +9,8 @@ from .sparsity import DynamicSparsityHook
 
 __all__ = [
     'AGCAmpOptimWrapper', 'AGCOptimWrapper', 'adaptive_clip_grad_', 'unitwise_norm', 'CheckpointLoadingHook',
-    'ensure_loading_hook', 'EMADistillHook', 'KernelPaddingHook', 'pad_kernel', 'pad_kernels', 'RevColLayerDecayOptimizerConstructor',
+    'ensure_loading_hook', 'EMADistillHook', 'KernelPaddingHook', 'pad_kernel', 'pad_kernels',
+    'RevColLayerDecayOptimizerConstructor',
     'BackboneLayerDecayOptimizerConstructor', 'DynamicSparsityHook', 'NonFiniteLossError', 'NonFiniteLossHook',
     'SafeCheckpointHook'
 ]

@@ -29,7 +29,8 @@ from mmengine.config import DictAction
 from .errors import ExpectedError, register_expected
 from .noise import quiet_third_party
 
-__all__ = ['InvalidInputError', 'LiteralDictAction', 'MissingInputError', 'parse_literal', 'quiet_third_party', 'require_path',
+__all__ = ['InvalidInputError', 'LiteralDictAction', 'MissingInputError', 'parse_literal', 'quiet_third_party',
+           'require_path',
            'run_tool']
 
 _OPEN, _CLOSE = '([{', ')]}'

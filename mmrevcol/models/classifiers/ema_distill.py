@@ -7,14 +7,16 @@ the student learns ``y_bar = alpha * y~ + (1 - alpha) * y^``. Mixup is the case 
 
 Three pieces, none specific to a backbone, in three modules:
 
-- :class:`EMADistillDataPreprocessor` (:mod:`.ema_distill_preprocessor`): mmpretrain's ``ClsDataPreprocessor`` whose Mixup/CutMix also record, per
-  sample, the unmixed image (``mix_source``), the partner's batch index (``mix_index``) and the mask of its own pixels
-  (``mix_mask``). It samples exactly as mmpretrain's ``Mixup``/``CutMix`` do (same random calls, same boxes).
-- :class:`EMADistillClassifier` (this module): an ``ImageClassifier`` whose loss replaces the mixed label by ``y_bar``. Any
-  backbone whose last output is a map, with a ``GlobalAveragePooling`` neck (the pooling the teacher drops) or no
-  neck, and a head that maps pooled features to logits (``LinearClsHead``, ...): the head runs on every location.
-- :class:`EMADistillHook` (:mod:`mmrevcol.engine.ema_distill`): hands mmengine's ``EMAHook`` model to the classifier as its teacher (the teacher is
-  mmengine's ``ExponentialMovingAverage`` of the whole classifier; nothing is duplicated, and validation/checkpoints
+- :class:`EMADistillDataPreprocessor` (:mod:`.ema_distill_preprocessor`): mmpretrain's ``ClsDataPreprocessor``
+  whose Mixup/CutMix also record, per sample, the unmixed image (``mix_source``), the partner's batch index
+  (``mix_index``) and the mask of its own pixels (``mix_mask``). It samples exactly as mmpretrain's
+  ``Mixup``/``CutMix`` do (same random calls, same boxes).
+- :class:`EMADistillClassifier` (this module): an ``ImageClassifier`` whose loss replaces the mixed label by
+  ``y_bar``. Any backbone whose last output is a map, with a ``GlobalAveragePooling`` neck (the pooling the teacher
+  drops) or no neck, and a head that maps pooled features to logits (``LinearClsHead``, ...): the head runs on every
+  location.
+- :class:`EMADistillHook` (:mod:`mmrevcol.engine.ema_distill`): hands mmengine's ``EMAHook`` model to the
+  classifier as its teacher (the teacher is mmengine's ``ExponentialMovingAverage`` of the whole classifier; nothing is duplicated, and validation/checkpoints
   keep EMAHook's behaviour).
 
 Config sketch (see ``configs/hiri_vit/hiri_vit_s_in1k_448.py``)::
