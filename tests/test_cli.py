@@ -149,33 +149,29 @@ def test_what_counts_as_noise(message, category, filename, noise):
 
 def test_noise_before_main_of_a_tool_process_reaches_its_log(tmp_path):
     """In a tool's process, noise raised after ``import mmrevcol`` (the tool's own top-level imports of the stack)
-    goes to its log too: through run_tool, or at exit for a tool without it."""
+    goes to its log too: through run_tool, and what comes after it at exit."""
     import os
     import subprocess
     import sys
     log = tmp_path / 'tool.log'
-
-    def script(name, body):
-        path = tmp_path / name
-        path.write_text(
-            'import sys, warnings\n'
-            f'sys.path.insert(0, {str(REPO)!r})\n'
-            'def noise(when):\n'
-            '    warnings.warn_explicit(f"pkg_resources is deprecated ({when})", UserWarning,\n'
-            '                           "/v/site-packages/m.py", 1)\n'
-            'noise("before")\n'  # not after mmrevcol: the user's own business, shown
-            'import mmrevcol\n'
-            'noise("after")\n' + body)
-        return path
-
+    script = tmp_path / 'tool.py'
+    script.write_text(
+        'import sys, warnings\n'
+        f'sys.path.insert(0, {str(REPO)!r})\n'
+        'def noise(when):\n'
+        '    warnings.warn_explicit(f"pkg_resources is deprecated ({when})", UserWarning,\n'
+        '                           "/v/site-packages/m.py", 1)\n'
+        'noise("before")\n'  # before mmrevcol: the user's own business, shown
+        'import mmrevcol\n'
+        'noise("after")\n'  # e.g. a tool's top-level import of the stack
+        'from mmrevcol.utils.cli import run_tool\n'
+        f'status = run_tool(lambda argv: print("done"), log_file={str(log)!r})\n'
+        'noise("late")\n'  # after run_tool: written at exit, to work_dirs/logs/<tool>.log
+        'sys.exit(status)\n')
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONWARNINGS'}
-    with_run_tool = script('a.py', 'from mmrevcol.utils.cli import run_tool\n'
-                                   f'sys.exit(run_tool(lambda argv: print("done"), log_file={str(log)!r}))\n')
-    without = script('b.py', 'print("done")\n')
-    for path in (with_run_tool, without):  # MMREVCOL_QUIET=1: as if under tools/
-        proc = subprocess.run([sys.executable, str(path)], env=dict(env, MMREVCOL_QUIET='1'), cwd=tmp_path,
-                              capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0 and proc.stdout.strip() == 'done', proc.stderr
-        assert '(before)' in proc.stderr and '(after)' not in proc.stderr, proc.stderr
+    proc = subprocess.run([sys.executable, str(script)], env=dict(env, MMREVCOL_QUIET='1'), cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)  # MMREVCOL_QUIET=1: as if under tools/
+    assert proc.returncode == 0 and proc.stdout.strip() == 'done', proc.stderr
+    assert '(before)' in proc.stderr and '(after)' not in proc.stderr and '(late)' not in proc.stderr, proc.stderr
     assert '(after)' in log.read_text() and '(before)' not in log.read_text()
-    assert '(after)' in (tmp_path / 'work_dirs' / 'logs' / 'b.log').read_text()
+    assert '(late)' in (tmp_path / 'work_dirs' / 'logs' / 'tool.log').read_text()

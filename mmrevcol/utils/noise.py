@@ -14,8 +14,8 @@ Two pieces:
   written out by :func:`quiet_third_party` or, at the latest, at exit. Anywhere else (a user's script, a notebook,
   pytest) importing mmrevcol leaves warnings alone.
 - :func:`quiet_third_party` (what :func:`mmrevcol.utils.cli.run_tool` runs a tool's ``main`` in) routes the noise
-  raised during the run, plus what the import collected, to the log: the file handler of mmengine's current logger
-  when a run has one (the run's log in its work dir, in order), else ``log_file``, else
+  raised during the run, plus what was collected before, to the log: ``log_file`` when given, else the file handler
+  of mmengine's current logger when a run has one (the run's log in its work dir, in order), else
   ``work_dirs/logs/<tool>.log``. One line on stderr at the end says how many lines went there.
 
 This module imports nothing outside the standard library: it runs before mmengine, mmcv and torch are imported.
@@ -76,6 +76,7 @@ class NoiseLog:
         self.count = 0
         self.written_to: Optional[str] = None
         self.active = 0  # quiet_third_party blocks running: only then are lines written out as they come
+        self.log_file: Union[None, str, Callable[[], Optional[str]]] = None  # the running block's log_file
 
     def add_warning(self, message, category, filename, lineno) -> None:
         self._add(f'{filename}:{lineno}: {category.__name__}: {message}', logging.WARNING)
@@ -94,13 +95,14 @@ class NoiseLog:
         if self.active:
             self.flush(final=False)
 
-    def flush(self, final: bool, log_file: Union[None, str, Callable[[], Optional[str]]] = None,
-              default: Optional[str] = None) -> None:
-        """Write what is pending through the current mmengine run's file handler; at the end (``final``), to
-        ``log_file`` or ``default`` when there was none."""
+    def flush(self, final: bool, default: Optional[str] = None) -> None:
+        """Write what is pending: to ``self.log_file`` when one is set (a path, or a callable returning one or
+        None), else through the current mmengine run's file handlers (the run's log, in order); at the end
+        (``final``) to ``default`` when there is neither."""
         if not self.pending:
             return
-        handlers = _run_file_handlers()
+        path = self.log_file() if callable(self.log_file) else self.log_file
+        handlers = [] if path else _run_file_handlers()
         if handlers:
             for level, text in self.pending:
                 record = logging.LogRecord('mmrevcol.noise', level, __file__, 0, text, None, None)
@@ -110,10 +112,7 @@ class NoiseLog:
             self.written_to = handlers[0].baseFilename
             self.pending.clear()
             return
-        if not final:
-            return
-        path = log_file() if callable(log_file) else log_file
-        path = path or default
+        path = path or (default if final else None)
         if not path:
             return
         try:
@@ -209,8 +208,9 @@ def quiet_third_party(log_file: Union[None, str, Callable[[], Optional[str]]] = 
     """Run a block with third-party noise routed to a log file instead of the console.
 
     Args:
-        log_file: where the noise goes when no mmengine run log exists by the end (a path, or a callable returning
-            one); default ``work_dirs/logs/<tool>.log``.
+        log_file: where the noise goes (a path, or a callable returning one or None); without one, the current
+            mmengine run's log (through its file handler, in order) or, when there is no run, ``work_dirs/logs/
+            <tool>.log``.
         announce: print one line to stderr at the end saying how many lines went where.
 
     Yields:
@@ -222,6 +222,7 @@ def quiet_third_party(log_file: Union[None, str, Callable[[], Optional[str]]] = 
     for logger in loggers:
         logger.addFilter(filter_)
     sink.active += 1
+    previous_log, sink.log_file = sink.log_file, log_file
     undo = None if getattr(warnings.showwarning, 'routes_noise', False) else _route_warnings(sink)
     try:
         yield sink
@@ -231,7 +232,8 @@ def quiet_third_party(log_file: Union[None, str, Callable[[], Optional[str]]] = 
         sink.active -= 1
         for logger in loggers + [lg for lg in _mm_loggers() if lg not in loggers]:
             logger.removeFilter(filter_)
-        sink.flush(final=True, log_file=log_file, default=_default_log())
+        sink.flush(final=True, default=_default_log())
+        sink.log_file = previous_log
         if announce and sink.count and sink.written_to and os.environ.get('RANK', '0') == '0':
             print(f'({sink.count} third-party warning(s) kept off the console: {sink.written_to})', file=sys.stderr,
                   flush=True)
