@@ -168,8 +168,9 @@ def run_tool(main: Callable[[Optional[list]], Any], argv: Optional[list] = None,
     (None, or the results a tool's ``main`` returns to its callers).
 
     With ``quiet`` (the default) ``main`` runs in :func:`~mmrevcol.utils.noise.quiet_third_party`: the stack's
-    deprecation notices and FLOP-counter lists go to the run's log (or ``log_file``, or ``work_dirs/logs/<tool>.log``)
-    instead of the console, together with what the stack printed while it was imported.
+    deprecation notices and FLOP-counter lists go to ``log_file``, else to the mmengine run's log, else to
+    ``work_dirs/logs/<tool>.log``, instead of the console, together with what was collected since ``import mmrevcol``
+    in a tool's process; one line at the end names the file.
     """
     import traceback
 
