@@ -8,8 +8,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get('MMREVCOL_SHARED', REPO.parent / 'shared'))
 REFERENCE = SHARED / 'reference' / 'revcol_official_tiny3col.pth'
 
-# 2 cores: more intra-op threads than cores only thrash.
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# 2 cores: more intra-op threads than cores only thrash. OMP_NUM_THREADS (torch's default when set) lowers it.
+torch.set_num_threads(min(2, torch.get_num_threads(), os.cpu_count() or 1))
 
 
 def require_shared(path: Path) -> Path:

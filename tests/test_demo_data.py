@@ -52,3 +52,30 @@ def test_generate_is_deterministic_and_cached(tmp_path):
     stamp = (a / 'img_dir' / 'train' / '00000.png').stat().st_mtime_ns
     generate(str(a), num_train=3, num_val=2, size=64, seed=3, verbose=False)
     assert (a / 'img_dir' / 'train' / '00000.png').stat().st_mtime_ns == stamp
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the demo's numbers (tools/demo.py): what the README states is what the demo prints beside its result
+def _demo_tool():
+    from tools_loader import load_tool
+    return load_tool('demo')
+
+
+def test_readme_states_the_demos_expected_ranges():
+    demo = _demo_tool()
+    readme = (Path(__file__).resolve().parents[1] / 'README.md').read_text()
+    for task, metrics in demo.EXPECTED.items():
+        for _, label, low, high in metrics:
+            assert low <= high
+            assert f'{label} {low:.1f}-{high:.1f}' in readme, (task, label)
+
+
+def test_demo_prints_the_readme_range_beside_its_result():
+    demo = _demo_tool()
+    (key, label, low, high), = demo.EXPECTED['seg']
+    inside = demo.expectation('seg', {key: (low + high) / 2}, full_run=True)
+    assert f'{label} {low:.1f}-{high:.1f}' in inside and 'OUTSIDE' not in inside
+    outside = demo.expectation('seg', {key: high + 5}, full_run=True)
+    assert f'(got {high + 5:.1f}: OUTSIDE)' in outside
+    assert 'default run' in demo.expectation('seg', {key: 0.}, full_run=False)
+    assert demo.parse_args([]).threads == demo.DEFAULT_THREADS == 2  # not the machine's load

@@ -83,3 +83,6 @@ def test_export_cli_on_a_config(tmp_path):
     assert last.startswith('max relative difference vs eager:')
     assert float(last.split(':')[1]) < REL
     assert 'input 64x96' in proc.stdout
+    # the stack's deprecation notices went to the tool's log, not to the console (issue #21)
+    assert 'pkg_resources' not in proc.stderr and 'deprecated' not in proc.stderr, proc.stderr[-3000:]
+    assert 'third-party warning(s) kept off the console' in proc.stderr.strip().splitlines()[-1]

@@ -31,6 +31,7 @@ def reduced(**kwargs):
 def count_fast(monkeypatch):
     calls = []
     original = fused_convnext.fused_block_forward
+    monkeypatch.setattr(fused_convnext, '_enabled', True)  # the path under test, also with MMREVCOL_FUSED_CPU=0
 
     def counting(block, x):
         calls.append(1)

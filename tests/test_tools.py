@@ -187,3 +187,208 @@ def test_full_size_cascade_revcol_l_starts_training_on_coco_format_data():
         proc.wait()
     assert any('Epoch(train)' in line for line in lines), ''.join(lines[-40:])
     assert any("arch='large'" in line for line in lines), 'the full RevCol-L was not what trained'
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the tools as a family (issues #17, #21): entry points, no tool imports another, documented examples exist
+TOOLS = REPO / 'tools'
+# files of other slices not converted yet, named so that a new tool cannot slip through
+NOT_YET_ON_RUN_TOOL = {'tools/check_dataset.py'}
+SIBLING_IMPORTS_KNOWN = {'tools/test.py': {'train'}}
+
+
+def tool_files():
+    return sorted(p for p in TOOLS.rglob('*.py') if '__pycache__' not in p.parts)
+
+
+def test_every_tool_runs_through_run_tool_or_is_an_alias():
+    import ast
+    for path in tool_files():
+        rel = path.relative_to(REPO).as_posix()
+        tree = ast.parse(path.read_text())
+        mains = [n for n in tree.body if isinstance(n, ast.If) and "__name__ == '__main__'" in ast.unparse(n.test)]
+        if not mains or rel in NOT_YET_ON_RUN_TOOL:
+            continue
+        body = ast.unparse(mains[0])
+        assert 'run_tool(' in body or 'runpy.run_path(' in body, f'{rel}: entry point without run_tool'
+
+
+def test_tools_never_import_each_other():
+    import ast
+    names = {p.stem for p in tool_files()}
+    for path in tool_files():
+        rel = path.relative_to(REPO).as_posix()
+        tree = ast.parse(path.read_text())
+        imported = {a.name.split('.')[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {n.module.split('.')[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
+                     and not n.level}
+        siblings = (imported & names) - SIBLING_IMPORTS_KNOWN.get(rel, set())
+        assert not siblings, f'{rel} imports the tool(s) {siblings}: move what they share into mmrevcol/utils/'
+        if rel in SIBLING_IMPORTS_KNOWN:
+            continue
+        for line in path.read_text().splitlines():  # only the repository root goes on sys.path, never a tools/ dir
+            if 'sys.path' in line and ('insert' in line or '[:0]' in line):
+                assert any(up in line for up in ("'..'", 'dirname(osp.dirname(', 'dirname(os.path.dirname(', 'REPO',
+                                                 'ROOT')), f'{rel}: {line.strip()}'
+
+
+def test_documented_example_files_exist():
+    """Every ``../shared/...`` file the docs, the README and the tools' docstrings name exists in the shared folder."""
+    from conftest import SHARED, require_shared
+    require_shared(SHARED / 'data')
+    texts = [p for p in [REPO / 'README.md', *sorted((REPO / 'docs').glob('*.md')), *tool_files()]]
+    named = set()
+    for path in texts:
+        for match in re.finditer(r'\.\./shared/([\w./-]+\.(?:jpg|png|json|pth|txt))', path.read_text()):
+            named.add((path.relative_to(REPO).as_posix(), match.group(1)))
+    assert any(f.endswith('.jpg') for _, f in named)
+    missing = sorted((doc, f) for doc, f in named if not (SHARED / f).exists())
+    assert not missing, missing
+
+
+def test_a_missing_input_is_one_line(tmp_path, capsys):
+    from tools_loader import load_tool
+
+    from mmrevcol.utils.cli import run_tool
+    export = load_tool('deploy/export')
+    image = tmp_path / '0001TP_008550.jpg'
+    status = run_tool(export.main, [SEG, 'none', '--image', str(image)], quiet=False)
+    assert status == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"ERROR: image not found: '{image}' (absolute: {image})"]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# one COCO-crop converter, two layouts
+def write_coco(root: Path, num_images=8):
+    from PIL import Image
+    (root / 'annotations').mkdir(parents=True)
+    (root / 'train2017').mkdir()
+    images, anns = [], []
+    for i in range(num_images):
+        Image.new('RGB', (100, 80), (i * 30, 50, 0)).save(root / 'train2017' / f'{i}.jpg')
+        images.append(dict(id=i, file_name=f'{i}.jpg', width=100, height=80))
+        anns += [dict(id=10 * i, image_id=i, category_id=1, bbox=[0, 0, 50, 40], iscrowd=0),
+                 dict(id=10 * i + 1, image_id=i, category_id=2, bbox=[60, 10, 36, 36], iscrowd=0),
+                 dict(id=10 * i + 2, image_id=i, category_id=3, bbox=[10, 40, 40, 34], iscrowd=0)]
+    cats = [dict(id=1, name='hot dog'), dict(id=2, name='cat'), dict(id=3, name='yak')]
+    (root / 'annotations' / 'instances_train2017.json').write_text(
+        json.dumps(dict(images=images, annotations=anns, categories=cats)))
+    return root
+
+
+def test_coco_box_crops_is_the_converter_in_its_folder_layout(tmp_path):
+    """tools/coco_box_crops.py (arguments and output of the HIRI-ViT acceptance set) and
+    tools/dataset_converters/coco_crops.py --layout folders write the same files."""
+    import hashlib
+
+    from tools_loader import load_tool
+    src = write_coco(tmp_path / 'coco')
+    alias = load_tool('coco_box_crops')
+    counts = alias.build(str(src / 'annotations' / 'instances_train2017.json'), str(src / 'train2017'),
+                         str(tmp_path / 'a'), num_classes=2, max_per_class=5)
+    assert counts == {'train': {'hot_dog': 4, 'cat': 4}, 'val': {'hot_dog': 1, 'cat': 1}}
+    assert run_tool_main(load_tool('dataset_converters/coco_crops'), [
+        str(src), str(tmp_path / 'b'), '--layout', 'folders', '--num-classes', '2', '--max-per-class', '5',
+        '--split-by', 'box', '--order', 'annotation', '--min-size', '32']) == 0
+
+    def digest(root):
+        return {p.relative_to(root).as_posix(): hashlib.md5(p.read_bytes()).hexdigest()
+                for p in sorted(root.rglob('*')) if p.is_file()}
+
+    a = digest(tmp_path / 'a')
+    assert a == digest(tmp_path / 'b')
+    assert 'train/hot_dog/0.jpg' in a and 'val/cat/31.jpg' in a and not any('yak' in k for k in a)
+
+
+def run_tool_main(module, argv):
+    from mmrevcol.utils.cli import run_tool
+    return run_tool(module.main, argv, quiet=False)
+
+
+def test_coco_crops_refuses_an_empty_selection_in_one_line(tmp_path, capsys):
+    from tools_loader import load_tool
+    src = write_coco(tmp_path / 'coco')
+    assert run_tool_main(load_tool('dataset_converters/coco_crops'), [str(src), str(tmp_path / 'out'),
+                                                                       '--min-size', '500']) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('ERROR: ') and 'lower --min-size' in err[0]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# tools/deploy/reparameterize.py: any backbone with switch_to_deploy
+SLAK_TINY = ['model.backbone.arch=dict(dims=[8,16,24,32],depths=[1,1,1,1])', 'model.backbone.kernel_size=[7,7,5,3,3]',
+             'model.backbone.width_factor=1.0', 'model.decode_head.in_channels=[8,16,24,32]',
+             'model.auxiliary_head.in_channels=24', 'model.decode_head.channels=16', 'model.auxiliary_head.channels=16']
+
+
+def trained_like(cfg_path, options, path):
+    """A model of the config with every weight random and non-trivial (BN statistics, layer scales), saved."""
+    import argparse
+
+    import torch
+    from mmengine.config import Config
+
+    from mmrevcol.utils.cli import LiteralDictAction
+    from mmrevcol.utils.reparameterize import build_model
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--o', nargs='+', action=LiteralDictAction)
+    cfg = Config.fromfile(str(REPO / cfg_path))
+    cfg.merge_from_dict(parser.parse_args(['--o', *options]).o)
+    model = build_model(cfg)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if t.is_floating_point():
+                t.copy_(torch.rand_like(t) + 0.5 if 'running_var' in name or name.endswith('gamma')
+                        else torch.randn_like(t) * 0.2)
+    torch.save({'state_dict': model.state_dict()}, str(path))
+    return cfg, model
+
+
+@pytest.mark.parametrize('family', ['SLaK', 'RevCol'])
+def test_reparameterize_any_backbone(family, tmp_path):
+    import torch
+
+    from mmrevcol.checkpoint import prepare_model_checkpoint, read_checkpoint
+    from mmrevcol.utils.reparameterize import build_model
+    from tools_loader import load_tool
+    config, options = (('configs/slak/upernet_slak_t_ade20k.py', SLAK_TINY) if family == 'SLaK' else
+                       (SEG, SEG_TINY))
+    ckpt, out = tmp_path / 'trained.pth', tmp_path / 'deploy' / 'deployed.pth'
+    cfg, model = trained_like(config, options, ckpt)
+    tool = load_tool('deploy/reparameterize')
+    assert run_tool_main(tool, [str(REPO / config), str(ckpt), str(out), '--shape', '64', '64', '--cfg-options',
+                                *options]) == 0
+    saved = read_checkpoint(str(out))
+    meta = saved['meta']
+    assert meta['switched'] == [f'backbone ({family})'] and meta['check_rel_err'] < 1e-4
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        expected = model.eval().extract_feat(x)
+    if family == 'SLaK':  # loads as the written config says: deploy=True in the constructor
+        from mmengine.config import Config
+        assert meta['cfg_options'] == ['model.backbone.deploy=True']
+        deployed_cfg = Config.fromfile(str(out.with_suffix('.py')))
+        assert deployed_cfg.model.backbone.deploy and deployed_cfg.load_from == str(out)
+        deployed = build_model(deployed_cfg)
+    else:  # no constructor argument: switch first, then load
+        assert 'call switch_to_deploy() on model.backbone (RevCol)' in meta['loading']
+        assert not out.with_suffix('.py').exists()
+        deployed = build_model(cfg)
+        deployed.backbone.switch_to_deploy()
+    deployed.load_state_dict(prepare_model_checkpoint(deployed, saved, mode='test'), strict=True)
+    with torch.no_grad():
+        got = deployed.extract_feat(x)
+    for a, b in zip(got, expected):
+        assert ((a - b).abs().max() / b.abs().max()).item() < 1e-4
+
+
+def test_reparameterize_refuses_a_model_without_switch_to_deploy(tmp_path, capsys):
+    from tools_loader import load_tool
+    tool = load_tool('deploy/reparameterize')
+    config = 'configs/classic/upernet_shufflenet_v2_ade20k.py'
+    assert run_tool_main(tool, [str(REPO / config), 'none', str(tmp_path / 'x.pth')]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ['ERROR: EncoderDecoder has no module with switch_to_deploy(): nothing to re-parameterise']
+    assert not (tmp_path / 'x.pth').exists()

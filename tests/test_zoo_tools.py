@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from mmengine.config import Config
 
 from conftest import SHARED, require_shared
@@ -124,3 +125,25 @@ def test_acceptance_dataset_builds(name):
     assert len(dataset) == 123
     sample = dataset[0]
     assert sample['inputs'].shape[-2:] == (160, 160)
+
+
+def test_compare_backbones_marks_counts_of_another_convention(tmp_path):
+    """A registry entry with ``sparsity`` gets its counts measured at that sparsity too, and the notes of its
+    ``conventions`` reach the table, the CSV and the plot (as for SLaK's 40 %-sparse published counts)."""
+    import compare_backbones
+    config = 'configs/classic/upernet_shufflenet_v2_ade20k.py'
+    registry = tmp_path / 'zoo.yaml'
+    registry.write_text(yaml.safe_dump([dict(name='Sparse V2', config=config, params_m=1.0, gflops=0.1,
+                                             sparsity=0.5, conventions=dict(params_m='50 % sparse, with head'))]))
+    rows = compare_backbones.main([str(REPO / config), '--registry', str(registry), '--size', '64', '--batch', '1',
+                                   '--steps', '1', '--device', 'cpu', '--out', str(tmp_path / 'out')])
+    m = rows[0]['measured']
+    backbone = compare_backbones.build_backbone(Config.fromfile(str(REPO / config)), 'cpu')
+    expected = sum(p.numel() * (0.5 if p.ndim in (2, 4) else 1) for p in backbone.parameters()) / 1e6
+    assert m['params_sparse_m'] == pytest.approx(expected) and m['params_sparse_m'] < m['params_m']
+    assert 0 < m['gflops_sparse'] < m['gflops']
+    md = (tmp_path / 'out' / 'compare.md').read_text()
+    assert 'params (M) sparse' in md and 'params_m: 50 % sparse, with head' in md
+    with open(tmp_path / 'out' / 'compare.csv') as f:
+        assert next(csv.DictReader(f))['notes'] == 'params_m: 50 % sparse, with head'
+    assert compare_backbones.notes_of(rows[0]) == 'params_m: 50 % sparse, with head'

@@ -1,4 +1,6 @@
-"""A small real classification set: object crops cut from COCO boxes, in mmpretrain's ``CustomDataset`` layout.
+"""A small real classification set: object crops cut from COCO boxes, in mmpretrain's ``CustomDataset`` class-folder
+layout. An alias of ``tools/dataset_converters/coco_crops.py --layout folders`` with this tool's arguments and
+defaults (both run :mod:`mmrevcol.datasets.coco_crops`).
 
 Writes ``OUT/{train,val}/<class>/<ann_id>.jpg`` (class folder names with spaces replaced by ``_``) from the boxes
 of a COCO-format annotation file: non-crowd boxes of at least ``--min-size`` pixels on both sides, enlarged by
@@ -12,12 +14,12 @@ Example (the EMA-distillation acceptance run, ``configs/hiri_vit/acceptance/hiri
         ../shared/data/coco_mini/train2017 data/coco_crops
 """
 import argparse
-import json
-import os
 import os.path as osp
-from collections import Counter, defaultdict
+import sys
 
-from PIL import Image
+sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
+from mmrevcol.datasets.coco_crops import write_crops  # noqa: E402
+from mmrevcol.utils.cli import require_path, run_tool  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -34,53 +36,14 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def select_boxes(coco: dict, classes=None, num_classes=4, min_size=32, max_per_class=40):
-    """``{class name: [annotation, ...]}`` of the usable boxes, in annotation-id order."""
-    names = {c['id']: c['name'] for c in coco['categories']}
-    usable = [a for a in sorted(coco['annotations'], key=lambda a: a['id'])
-              if not a.get('iscrowd') and a['bbox'][2] >= min_size and a['bbox'][3] >= min_size]
-    if classes is None:
-        classes = [names[c] for c, _ in Counter(a['category_id'] for a in usable).most_common(num_classes)]
-    unknown = set(classes) - set(names.values())
-    if unknown:
-        raise ValueError(f'unknown categories {sorted(unknown)}')
-    per_class = defaultdict(list)
-    for a in usable:
-        name = names[a['category_id']]
-        if name in classes and len(per_class[name]) < max_per_class:
-            per_class[name].append(a)
-    return {c: per_class[c] for c in classes}
-
-
-def crop_box(img: Image.Image, bbox, context: float) -> Image.Image:
-    x, y, w, h = bbox
-    dx, dy = w * context, h * context
-    left, top = max(0, int(x - dx)), max(0, int(y - dy))
-    right, bottom = min(img.width, int(round(x + w + dx))), min(img.height, int(round(y + h + dy)))
-    return img.crop((left, top, right, bottom))
-
-
 def build(ann_file, img_dir, out_dir, classes=None, num_classes=4, min_size=32, max_per_class=40, context=0.1,
           val_every=4) -> dict:
-    """Write the crops; returns ``{split: {class: count}}``."""
-    with open(ann_file) as f:
-        coco = json.load(f)
-    files = {im['id']: im['file_name'] for im in coco['images']}
-    boxes = select_boxes(coco, classes, num_classes, min_size, max_per_class)
-    counts = {'train': Counter(), 'val': Counter()}
-    images = {}
-    for name, anns in boxes.items():
-        folder = name.replace(' ', '_')
-        for i, a in enumerate(anns):
-            split = 'val' if i % val_every == val_every - 1 else 'train'
-            path = osp.join(img_dir, files[a['image_id']])
-            if path not in images:
-                images[path] = Image.open(path).convert('RGB')
-            os.makedirs(osp.join(out_dir, split, folder), exist_ok=True)
-            crop_box(images[path], a['bbox'], context).save(osp.join(out_dir, split, folder, f"{a['id']}.jpg"),
-                                                             quality=95)
-            counts[split][folder] += 1
-    return {k: dict(v) for k, v in counts.items()}
+    """Write the crops; returns ``{split: {class folder: count}}``."""
+    require_path(ann_file, 'COCO annotation file')
+    require_path(img_dir, 'image folder')
+    return write_crops(ann_file, img_dir, out_dir, layout='folders', split_by='box', order='annotation',
+                       min_size=min_size, classes=classes, num_classes=None if classes else num_classes,
+                       max_per_class=max_per_class, margin=context, val_every=val_every)['counts']
 
 
 def main(argv=None):
@@ -89,8 +52,8 @@ def main(argv=None):
                    args.max_per_class, args.context, args.val_every)
     for split, c in counts.items():
         print(f'{split}: {sum(c.values())} crops {c}')
-    return counts
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_tool(main))

@@ -24,6 +24,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 from mmrevcol.checkpoint import (DEFAULT_SEED, DEFAULT_STD, CheckpointMismatchError, atomic_save,  # noqa: E402
                                  describe_arch, detect_layout, extract_state_dict, pad_kernels, read_checkpoint,
                                  strip_prefixes, to_backbone_state_dict, to_revcol_state_dict)
+from mmrevcol.utils.cli import run_tool  # noqa: E402
 from mmrevcol.version import __version__  # noqa: E402
 
 
@@ -110,4 +111,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_tool(main))

@@ -1,5 +1,7 @@
 """Re-parameterise a SLaK checkpoint for deployment: every BN folded into its conv, the K×s, s×K and s×s kernels
-of each block merged into one K×K depthwise conv with bias (``SLaK.switch_to_deploy``).
+of each block merged into one K×K depthwise conv with bias (``SLaK.switch_to_deploy``). The SLaK-only form of
+``tools/deploy/reparameterize.py`` (which takes a config and any backbone with ``switch_to_deploy``): here the
+architecture is read from the weights, so no config is needed. Both run :mod:`mmrevcol.utils.reparameterize`.
 
 Usage::
 
@@ -15,16 +17,17 @@ differ by more than ``--tol`` (relative).
 import argparse
 import os.path as osp
 import sys
-from collections import OrderedDict
 from typing import List, Optional
 
-import torch
-
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import mmrevcol  # noqa: E402,F401  isort:skip
 
-from mmrevcol.checkpoint import CheckpointMismatchError, read_checkpoint, to_backbone_state_dict  # noqa: E402
-from mmrevcol.checkpoint.slak import SLAK_LAYOUT, describe_arch  # noqa: E402
-from mmrevcol.models.backbones.slak import SLaK  # noqa: E402
+import torch  # noqa: E402
+
+from mmrevcol.checkpoint import atomic_save  # noqa: E402
+from mmrevcol.utils.cli import require_path, run_tool  # noqa: E402
+from mmrevcol.utils.errors import exit_code_of, expected_error_types  # noqa: E402
+from mmrevcol.utils.reparameterize import deployed_checkpoint, reparameterize, slak_from_checkpoint  # noqa: E402
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -40,50 +43,30 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def build_args(arch: dict) -> dict:
-    """SLaK keyword arguments for the architecture a state dict implies (widths already multiplied)."""
-    out = arch['out_norms']
-    return dict(arch=dict(dims=arch['dims'], depths=arch['depths']), width_factor=1.0,
-                kernel_size=arch['kernel_size'], decompose=arch['decompose'], out_norm=bool(out),
-                out_indices=tuple(out) if out else (0, 1, 2, 3))
-
-
 def deploy(src: str, dst: str, prefix: str = '', src_prefix: Optional[str] = None, use_ema: bool = False,
            size: int = 128, tol: float = 1e-4) -> dict:
-    state_dict = to_backbone_state_dict(read_checkpoint(src), SLAK_LAYOUT, src_prefix, use_ema)
-    arch = describe_arch(state_dict)
-    if None in arch['dims'] or 0 in arch['depths'] or arch['decompose'] is None:
-        raise CheckpointMismatchError(f'{src}: incomplete or already re-parameterised SLaK weights ({arch})')
-    kwargs = build_args(arch)
-    model = SLaK(**kwargs)
-    model.load_state_dict(state_dict, strict=True)
-    model.eval()
+    """Write the deployed SLaK of ``src`` to ``dst``; returns the meta stored with it (``slak_args``: the
+    constructor arguments it loads into)."""
+    model, kwargs = slak_from_checkpoint(require_path(src, 'checkpoint'), src_prefix, use_ema)
     x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        before = model(x)
-        model.switch_to_deploy()
-        after = model(x)
-    err = max(((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item() for a, b in zip(after, before))
-    if err > tol:
-        raise CheckpointMismatchError(f're-parameterised outputs differ by {err:.3g} (relative) > {tol}')
-    out = OrderedDict((prefix + k, v.contiguous()) for k, v in model.state_dict().items())
+    _, err = reparameterize(model, x, tol=tol)
     meta = dict(source=osp.abspath(src), family='SLaK', deploy=True, slak_args={**kwargs, 'deploy': True},
                 check_rel_err=err, prefix=prefix)
-    torch.save({'state_dict': out, 'meta': meta}, dst)
+    atomic_save(deployed_checkpoint(model, meta, prefix), dst)
     return meta
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    try:
+    try:  # the status, also for callers of main() (run_tool does the same for the command line)
         meta = deploy(args.src, args.dst, args.prefix, args.src_prefix, args.use_ema, args.size, args.tol)
-    except (CheckpointMismatchError, ValueError, RuntimeError) as e:
-        print(f'deploy_slak: error: {e}', file=sys.stderr)
-        return 1
+    except expected_error_types() as e:
+        print(f'ERROR: {e}', file=sys.stderr)
+        return exit_code_of(e)
     print(f'{args.src} -> {args.dst}: SLaK({", ".join(f"{k}={v!r}" for k, v in meta["slak_args"].items())}); '
           f'eval outputs within {meta["check_rel_err"]:.2g} (relative) of the original')
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_tool(main))

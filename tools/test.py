@@ -22,7 +22,7 @@ import mmrevcol  # noqa: E402,F401  isort:skip
 
 from mmengine.config import ConfigDict  # noqa: E402
 
-from mmrevcol.utils.cli import LiteralDictAction  # noqa: E402
+from mmrevcol.utils.cli import LiteralDictAction, run_tool  # noqa: E402
 
 from train import abort_dist, build_runner, close_dist, load_cfg  # noqa: E402
 
@@ -142,6 +142,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    from mmrevcol.utils.cli import run_tool
     # main returns the metrics (for callers); the process exits 0. Expected failures: one line, traceback in the log
     sys.exit(run_tool(lambda argv: [main(argv), 0][1]))

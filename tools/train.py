@@ -30,7 +30,7 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from mmrevcol.checkpoint import check_model_init_cfgs  # noqa: E402
-from mmrevcol.utils.cli import LiteralDictAction  # noqa: E402
+from mmrevcol.utils.cli import LiteralDictAction, run_tool  # noqa: E402
 
 DOCS = 'docs/downstream.md'
 # The run's safety lives in the configs (configs/_base_/runtime/safety.py); the tools add none of it.
@@ -335,5 +335,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    from mmrevcol.utils.cli import run_tool
     sys.exit(run_tool(main))  # expected failures: one line, traceback in the run's log

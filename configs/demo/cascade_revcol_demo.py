@@ -111,6 +111,6 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
     checkpoint=dict(_base_.safety_hooks.checkpoint, by_epoch=False, interval=max_iters, max_keep_ckpts=1))
 log_processor = dict(by_epoch=False)
-randomness = dict(seed=0)
+randomness = dict(seed=0, deterministic=True)  # deterministic algorithms where torch has them (GPU)
 env_cfg = dict(cudnn_benchmark=False)
 auto_scale_lr = dict(enable=False, base_batch_size=4)

@@ -83,5 +83,5 @@ default_hooks = dict(
     # mmseg's schedules bring it, the runtime base does not; upstream `tools/test.py --show-dir` requires it
     visualization=dict(type='SegVisualizationHook', interval=1))
 log_processor = dict(by_epoch=False)
-randomness = dict(seed=0)
+randomness = dict(seed=0, deterministic=True)  # deterministic algorithms where torch has them (GPU)
 env_cfg = dict(cudnn_benchmark=False)

@@ -2,6 +2,7 @@ from .agc import AGCAmpOptimWrapper, AGCOptimWrapper, adaptive_clip_grad_, unitw
 from .checkpoint_loading import CheckpointLoadingHook, ensure_loading_hook
 from .consistency import ClassConsistencyHook
 from .data_errors import DataErrorsHook
+from .ema_distill import EMADistillHook
 from .feature_stats import FeatureStatsHook
 from .kernel_padding import KernelPaddingHook, pad_kernel, pad_kernels
 from .layer_decay import BackboneLayerDecayOptimizerConstructor, RevColLayerDecayOptimizerConstructor
@@ -13,7 +14,8 @@ from .work_dir_lock import WorkDirLockHook
 
 __all__ = [
     'AGCAmpOptimWrapper', 'AGCOptimWrapper', 'adaptive_clip_grad_', 'unitwise_norm', 'CheckpointLoadingHook',
-    'ensure_loading_hook', 'KernelPaddingHook', 'pad_kernel', 'pad_kernels', 'RevColLayerDecayOptimizerConstructor',
+    'ensure_loading_hook', 'EMADistillHook', 'KernelPaddingHook', 'pad_kernel', 'pad_kernels',
+    'RevColLayerDecayOptimizerConstructor',
     'BackboneLayerDecayOptimizerConstructor', 'DynamicSparsityHook', 'NonFiniteLossError', 'NonFiniteLossHook',
     'SafeCheckpointHook', 'PreemptionHook', 'WorkDirLockHook', 'DataErrorsHook', 'ClassConsistencyHook',
     'FeatureStatsHook'

@@ -1,4 +1,8 @@
-"""``--cfg-options`` that also take ``dict(...)`` / ``{...}`` values, e.g. a custom RevCol arch.
+"""The tools' command-line helpers: :func:`run_tool` (the entry point of every tool: an expected failure ends in one
+line, third-party noise goes to the log, :mod:`mmrevcol.utils.noise`), :func:`require_path` (a missing input is
+one line) and :class:`LiteralDictAction`.
+
+``--cfg-options`` that also take ``dict(...)`` / ``{...}`` values, e.g. a custom RevCol arch.
 
 mmengine's :class:`~mmengine.config.DictAction` splits values at top-level commas and recurses into brackets; a
 value such as ``dict(channels=[8,16],layers=[1,1])`` has no top-level comma and no bracket it strips, so it
@@ -14,12 +18,20 @@ Examples (no white space, or quote the whole value)::
     --cfg-options model.backbone.arch.channels=[64,128,256,512]   # a key of an arch that is already a dict
 """
 import ast
+import contextlib
 import copy
-from typing import Any
+import os
+import sys
+from typing import Any, Callable, Optional, Union
 
 from mmengine.config import DictAction
 
-__all__ = ['LiteralDictAction', 'parse_literal', 'run_tool']
+from .errors import ExpectedError
+from .noise import quiet_third_party
+
+__all__ = ['InvalidInputError', 'LiteralDictAction', 'MissingInputError', 'parse_literal', 'quiet_third_party',
+           'require_path',
+           'run_tool']
 
 _OPEN, _CLOSE = '([{', ')]}'
 
@@ -121,33 +133,60 @@ class LiteralDictAction(DictAction):
         parser.exit(2, f'{parser.prog}: error: {option_string} {item}: {why}\n')
 
 
-def run_tool(main, argv=None, log_file=None) -> int:
+class MissingInputError(ExpectedError, FileNotFoundError):
+    """A file or folder named on a tool's command line does not exist (one line, exit status 1)."""
+
+
+class InvalidInputError(ExpectedError, ValueError):
+    """A file named on a tool's command line exists but cannot be used (e.g. an image that does not decode)."""
+
+
+def require_path(path: str, what: str = 'input', hint: str = '') -> str:
+    """``path`` if it exists, else :class:`MissingInputError` naming ``what``, the path and ``hint``."""
+    if path is None or not os.path.exists(path):
+        raise MissingInputError(f'{what} not found: {path!r} (absolute: {os.path.abspath(str(path))})'
+                                + (f'; {hint}' if hint else ''))
+    return path
+
+
+def run_tool(main: Callable[[Optional[list]], Any], argv: Optional[list] = None,
+             log_file: Union[None, str, Callable[[], Optional[str]]] = None, quiet: bool = True) -> int:
     """Run a tool's ``main(argv)``; an expected failure (:mod:`mmrevcol.utils.errors`) ends in one line.
 
     ``ERROR: <message>`` goes to stderr and the exit status is the error's ``exit_code``; the traceback is appended
     to ``log_file`` (a path, or a callable returning one, e.g. the run's log in its work dir; by default the log
-    file of the newest mmengine logger) when there is one. Anything else (a bug) keeps its traceback. Returns
-    ``main``'s status (0 for None).
+    file of the mmengine run this tool started, if any) when there is one. Anything else (a bug) keeps its
+    traceback. Returns ``main``'s status: an ``int`` as is, 0 for anything else (None, or the results a tool's
+    ``main`` returns to its callers).
+
+    With ``quiet`` (the default) ``main`` runs in :func:`~mmrevcol.utils.noise.quiet_third_party`: the stack's
+    deprecation notices and FLOP-counter lists go to ``log_file``, else to the mmengine run's log, else to
+    ``work_dirs/logs/<tool>.log``, instead of the console, together with what was collected since ``import mmrevcol``
+    in a tool's process; one line at the end names the file.
     """
-    import sys
     import traceback
 
     from .errors import current_log_file, describe, exit_code_of, is_expected, logger_names
     earlier_loggers = logger_names()
-    try:
-        return main(argv) or 0
-    except Exception as e:  # noqa: BLE001  only expected failures are handled; the rest is re-raised
-        if not is_expected(e):
-            raise
-        label = getattr(e, 'label', 'ERROR')
-        path = log_file() if callable(log_file) else log_file
-        path = (path or current_log_file(exclude=earlier_loggers)) if label == 'ERROR' else None  # a preemption stop is no error
-        if path:
-            try:
-                with open(path, 'a') as f:
-                    traceback.print_exc(file=f)
-            except OSError:
-                path = None
-        print(f'{label}: {describe(e)}' + (f'\n(traceback in {path})' if path else ''),
+    error, status, path = None, 0, None
+    with (quiet_third_party(log_file) if quiet else contextlib.nullcontext()):
+        try:
+            status = main(argv)
+        except Exception as e:  # noqa: BLE001  only expected failures are handled; the rest is re-raised
+            if not is_expected(e):
+                raise
+            error = e
+            if getattr(e, 'label', 'ERROR') == 'ERROR':  # a preemption stop is no error: no traceback
+                path = log_file() if callable(log_file) else log_file
+                path = path or current_log_file(exclude=earlier_loggers)
+            if path:
+                try:
+                    with open(path, 'a') as f:
+                        traceback.print_exc(file=f)
+                except OSError:
+                    path = None
+    if error is not None:  # after the noise summary: the line the user needs comes last
+        print(f"{getattr(error, 'label', 'ERROR')}: {describe(error)}" + (f'\n(traceback in {path})' if path else ''),
               file=sys.stderr, flush=True)
-        return exit_code_of(e)
+        return exit_code_of(error)
+    return status if isinstance(status, int) else 0

@@ -2,10 +2,13 @@
 
 Numbers for README tables come from tools built on these, never from timed tests.
 """
+import json
 import os
 import statistics
+import subprocess
+import sys
 import time
-from typing import Callable, List, Optional, Union
+from typing import Callable, Dict, List, Optional, Union
 
 import torch
 
@@ -103,3 +106,49 @@ def describe_device(device: Optional[Device] = None) -> str:
         pass
     isa = 'AVX-512' if 'avx512f' in flags else 'AVX2' if 'avx2' in flags else 'no AVX2'
     return f'{model} ({isa}, {torch.get_num_threads()} threads)'
+
+
+def time_interleaved(fns: Dict[str, Callable[[], object]], device: Device, rounds: int = 5,
+                     warmup: int = 1) -> Dict[str, float]:
+    """Median seconds per call of each function, called in turn round by round after ``warmup`` calls each, so that
+    load from elsewhere hits every function alike (for ratios between them)."""
+    device = as_device(device)
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: Dict[str, List[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            sync_device(device)
+            start = time.perf_counter()
+            fn()
+            sync_device(device)
+            times[k].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+#: glibc settings under which a process's peak RSS follows the allocator: freed buffers above 64 KiB are unmapped at
+#: once instead of kept for reuse. Must be in the environment when the process starts.
+PINNED_MALLOC_ENV = {'MALLOC_MMAP_THRESHOLD_': '65536', 'MALLOC_TRIM_THRESHOLD_': '0'}
+
+
+def malloc_pinned() -> bool:
+    """This process started with :data:`PINNED_MALLOC_ENV` (CPU peak-memory numbers are meaningful)."""
+    return all(os.environ.get(k) == v for k, v in PINNED_MALLOC_ENV.items())
+
+
+def reexec_with_pinned_malloc() -> None:
+    """Restart this process (same interpreter and arguments) with :data:`PINNED_MALLOC_ENV`, unless it has it."""
+    if not malloc_pinned():
+        env = dict(os.environ, **PINNED_MALLOC_ENV)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(sys.executable, [sys.executable] + sys.argv, env)
+
+
+def run_json_subprocess(cmd: List[str], pinned_malloc: bool = True) -> dict:
+    """Run a measurement in a fresh process (``cmd``), the last line of its stdout being a JSON object; with
+    ``pinned_malloc`` under :data:`PINNED_MALLOC_ENV`. A failure raises ``CalledProcessError`` with its stderr."""
+    env = dict(os.environ, **PINNED_MALLOC_ENV) if pinned_malloc else dict(os.environ)
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])

@@ -34,12 +34,13 @@ The issue-13 table (2 threads, quiet machine)::
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 
 # this checkout's mmrevcol, also without `pip install -e .`
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..')))
+from mmrevcol.utils.cli import run_tool  # noqa: E402
+from mmrevcol.utils.profiling import (cuda_available, peak_memory, run_json_subprocess, time_fn,  # noqa: E402
+                                      time_interleaved)
 
 MODES = {
     'plain': dict(reversible=False, with_cp=False),
@@ -58,7 +59,7 @@ def parse_args(argv=None):
     p.add_argument('--size', type=int, default=224)
     p.add_argument('--kernel-size', type=int, default=3)
     p.add_argument('--drop-path', type=float, default=0.0)
-    p.add_argument('--device', default='cuda' if _cuda() else 'cpu')
+    p.add_argument('--device', default='cuda' if cuda_available() else 'cpu')
     p.add_argument('--amp', choices=['none', 'fp16', 'bf16'], default='none')
     p.add_argument('--steps', type=int, default=3, help='timed steps after one warm-up step')
     p.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch default)')
@@ -75,54 +76,6 @@ def parse_args(argv=None):
     speed.add_argument('--no-compile', action='store_true', help='skip the torch.compile rows')
     speed.add_argument('--no-train', action='store_true', help='skip the training rows')
     return p.parse_args(argv)
-
-
-def _cuda() -> bool:
-    try:
-        import torch
-        return torch.cuda.is_available()
-    except ImportError:
-        return False
-
-
-def _rss_bytes() -> int:
-    with open('/proc/self/statm') as f:
-        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
-
-
-def _peak_rss_bytes() -> int:
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith('VmHWM:'):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError('no VmHWM in /proc/self/status')
-
-
-def _reset_peak_rss() -> None:
-    with open('/proc/self/clear_refs', 'w') as f:
-        f.write('5')  # resets the peak resident set size (Linux >= 4.0)
-
-
-def sync_device(device) -> None:
-    import torch
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
-def peak_memory(step, device) -> int:
-    """Bytes ``step()`` adds at its peak: CUDA allocator peak, or on CPU the process's peak RSS above its start."""
-    import torch
-    sync_device(device)
-    if device.type == 'cuda':
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        step()
-        sync_device(device)
-        return torch.cuda.max_memory_allocated(device) - base
-    base = _rss_bytes()
-    _reset_peak_rss()
-    step()
-    return _peak_rss_bytes() - base
 
 
 def measure_one(args, mode: str, num_columns: int) -> dict:
@@ -147,22 +100,10 @@ def measure_one(args, mode: str, num_columns: int) -> dict:
             loss = sum(o.float().mean() for o in outs)
         loss.backward()
 
-    def sync():
-        sync_device(device)
-
-    def measure_peak(set_to_none):
-        return peak_memory(lambda: step(set_to_none), device)
-
-    peak = measure_peak(set_to_none=True)  # first step: gradients are allocated inside it
-    act = measure_peak(set_to_none=False)  # steady state: gradient buffers exist already
-    times = []
-    for _ in range(args.steps):
-        sync()
-        t0 = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return dict(mode=mode, columns=num_columns, peak_mib=peak / 2**20, act_mib=act / 2**20, step_s=min(times),
+    peak = peak_memory(lambda: step(set_to_none=True), device)  # first step: gradients are allocated inside it
+    act = peak_memory(lambda: step(set_to_none=False), device)  # steady state: gradient buffers exist already
+    step_s = time_fn(step, device, iters=1, warmup=0, repeats=args.steps, reduce='min')
+    return dict(mode=mode, columns=num_columns, peak_mib=peak / 2**20, act_mib=act / 2**20, step_s=step_s,
                 params_m=sum(p.numel() for p in model.parameters()) / 1e6)
 
 
@@ -170,14 +111,9 @@ def run_subprocess(args, mode: str, num_columns: int) -> dict:
     """Memory from one process with glibc's mmap threshold pinned; time from another without (the pinned
     allocator maps and unmaps every large buffer, which would distort the timings)."""
     cmd = [sys.executable, __file__, '--_one', f'{mode}:{num_columns}'] + _forward_args(args)
-
-    def run(env):
-        out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
-        return json.loads(out.stdout.strip().splitlines()[-1])
-
-    result = run(dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536', MALLOC_TRIM_THRESHOLD_='0'))
+    result = run_json_subprocess(cmd, pinned_malloc=True)
     if args.device == 'cpu':
-        result['step_s'] = run(dict(os.environ))['step_s']
+        result['step_s'] = run_json_subprocess(cmd, pinned_malloc=False)['step_s']
     return result
 
 
@@ -246,22 +182,6 @@ def _arch(value: str):
     return json.loads(value) if value.lstrip().startswith('{') else value
 
 
-def _interleaved(fns: dict, rounds: int, sync) -> dict:
-    """Median seconds per call of each function, called in turn round by round (after one warm-up call each)."""
-    import statistics
-    for fn in fns.values():
-        fn()
-    times = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, fn in fns.items():
-            sync()
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
 def speed(args) -> dict:
     import copy
 
@@ -272,11 +192,6 @@ def speed(args) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-
-    def sync():
-        if device.type == 'cuda':
-            torch.cuda.synchronize(device)
-
     results = dict(inference={}, compile_s={}, training=[])
     torch.manual_seed(0)
     revcol = RevCol(arch=_arch(args.revcol_arch), out_indices=(0, 1, 2, 3)).to(device).eval()
@@ -298,14 +213,10 @@ def speed(args) -> dict:
     if not args.no_compile:
         for k in ('RevCol deploy', 'ConvNeXt'):
             compiled = torch.compile(models[k])
-            sync()
-            t0 = time.perf_counter()
-            call(compiled)()
-            sync()
-            results['compile_s'][k] = time.perf_counter() - t0
+            results['compile_s'][k] = time_fn(call(compiled), device, iters=1, warmup=0, repeats=1)
             print(f'  compiled {k}: first call {results["compile_s"][k]:.1f} s', flush=True)
             fns[f'{k} compiled'] = call(compiled)
-    for k, t in _interleaved(fns, args.rounds, sync).items():
+    for k, t in time_interleaved(fns, device, args.rounds).items():
         results['inference'][k] = args.infer_batch / t
         print(f'  {k}: {args.infer_batch / t:.2f} img/s', flush=True)
 
@@ -323,7 +234,7 @@ def speed(args) -> dict:
                     model.zero_grad(set_to_none=True)
                     sum(o.float().mean() for o in model(x)).backward()
                 pair[mode] = step
-            t = _interleaved(pair, args.rounds, sync)
+            t = time_interleaved(pair, device, args.rounds)
             row = dict(columns=n, plain_s=t['plain'], reversible_s=t['reversible'])
             results['training'].append(row)
             print(f"  training columns={n}: plain {t['plain']:.3f} s  reversible {t['reversible']:.3f} s  "
@@ -386,4 +297,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_tool(main))

@@ -12,14 +12,12 @@ Example (quiet machine / GPU)::
 """
 import argparse
 import json
-import os
-import subprocess
+import os.path as osp
 import sys
-import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [HERE, os.path.dirname(os.path.dirname(HERE))]  # benchmark_backbone; this checkout's mmrevcol
-from benchmark_backbone import _cuda, peak_memory, sync_device  # noqa: E402
+sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))  # this checkout's mmrevcol
+from mmrevcol.utils.cli import run_tool  # noqa: E402
+from mmrevcol.utils.profiling import cuda_available, peak_memory, run_json_subprocess, time_fn  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -31,7 +29,7 @@ def parse_args(argv=None):
     p.add_argument('--batch', type=int, default=4)
     p.add_argument('--size', type=int, default=224)
     p.add_argument('--num-classes', type=int, default=1000)
-    p.add_argument('--device', default='cuda' if _cuda() else 'cpu')
+    p.add_argument('--device', default='cuda' if cuda_available() else 'cpu')
     p.add_argument('--amp', choices=['none', 'fp16', 'bf16'], default='none')
     p.add_argument('--threads', type=int, default=None)
     p.add_argument('--_one', default=None, help=argparse.SUPPRESS)
@@ -66,19 +64,11 @@ def measure_one(args, mode: str, num_columns: int) -> dict:
             loss, _ = model.parse_losses(model(img, samples, mode='loss'))
         loss.backward()
 
-    def sync():
-        sync_device(device)
-
-    def measure_peak(set_to_none):
-        return peak_memory(lambda: step(set_to_none), device)
-
-    peak = measure_peak(True)
-    act = measure_peak(False)
-    t0 = time.perf_counter()
-    step()
-    sync()
+    peak = peak_memory(lambda: step(True), device)  # first step: gradients are allocated inside it
+    act = peak_memory(lambda: step(False), device)  # steady state
+    step_s = time_fn(step, device, iters=1, warmup=0, repeats=1)
     return dict(mode=mode, columns=num_columns, peak_mib=peak / 2**20, act_mib=act / 2**20,
-                step_s=time.perf_counter() - t0, heads=len(model.taps),
+                step_s=step_s, heads=len(model.taps),
                 params_m=sum(p.numel() for p in model.parameters()) / 1e6)
 
 
@@ -92,13 +82,10 @@ def main(argv=None):
           '--size', str(args.size), '--num-classes', str(args.num_classes), '--device', args.device, '--amp', args.amp]
     if args.threads:
         fw += ['--threads', str(args.threads)]
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536', MALLOC_TRIM_THRESHOLD_='0')
     by = {}
     for m in args.modes:
         for n in args.columns:
-            out = subprocess.run([sys.executable, __file__, '--_one', f'{m}:{n}'] + fw, env=env, check=True,
-                                 capture_output=True, text=True)
-            r = json.loads(out.stdout.strip().splitlines()[-1])
+            r = run_json_subprocess([sys.executable, __file__, '--_one', f'{m}:{n}'] + fw, pinned_malloc=True)
             by[m, n] = r
             print(f"{m:>10} columns={n:<3} heads={r['heads']} params={r['params_m']:.2f}M "
                   f"peak={r['peak_mib']:.1f} MiB act={r['act_mib']:.1f} MiB step={r['step_s']:.3f} s", flush=True)
@@ -110,4 +97,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_tool(main))

@@ -17,9 +17,7 @@ Smoke run (seconds)::
 """
 import argparse
 import os.path as osp
-import statistics
 import sys
-import time
 
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 import mmrevcol  # noqa: E402,F401  isort:skip
@@ -28,6 +26,8 @@ import torch  # noqa: E402
 
 from mmrevcol.models.backbones.slak import SLaK  # noqa: E402
 from mmrevcol.models.layers.large_kernel import choose_impl  # noqa: E402
+from mmrevcol.utils.cli import run_tool  # noqa: E402
+from mmrevcol.utils.profiling import time_fn  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -49,30 +49,19 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def _sync(device):
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
-
-
 def throughput(model, x, train: bool, iters: int, warmup: int) -> float:
-    """Median images/s of ``iters`` timed iterations."""
-    device = x.device
+    """Median images/s of ``iters`` timed iterations (after ``warmup`` untimed ones)."""
     model.train(train)
-    times = []
-    for i in range(warmup + iters):
-        _sync(device)
-        t0 = time.perf_counter()
+
+    def step():
         if train:
             model.zero_grad(set_to_none=True)
-            outs = model(x)
-            sum(o.float().mean() for o in outs).backward()
+            sum(o.float().mean() for o in model(x)).backward()
         else:
             with torch.no_grad():
                 model(x)
-        _sync(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return x.shape[0] / statistics.median(times)
+
+    return x.shape[0] / time_fn(step, x.device, iters=1, warmup=warmup, repeats=iters, reduce='median')
 
 
 def build_rows(args):
@@ -135,4 +124,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_tool(main))

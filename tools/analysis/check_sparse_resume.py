@@ -25,6 +25,7 @@ from mmengine.hooks import Hook  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from mmrevcol.engine.sparsity import DynamicSparsityHook  # noqa: E402
+from mmrevcol.utils.cli import require_path, run_tool  # noqa: E402
 
 
 class Killed(Exception):
@@ -67,7 +68,7 @@ def parse_args(argv=None):
 
 
 def make_cfg(args, name: str, resume: bool = False) -> Config:
-    cfg = Config.fromfile(args.config)
+    cfg = Config.fromfile(require_path(args.config, 'config'))
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     cfg.work_dir = osp.join(args.work_dir, name)
@@ -124,4 +125,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_tool(main))

@@ -18,6 +18,8 @@ import mmrevcol  # noqa: E402,F401  isort:skip
 
 from mmengine.config import Config  # noqa: E402
 
+from mmrevcol.utils.cli import run_tool  # noqa: E402
+
 # Helper variables of the config files (channels lists, pretrained paths, ...) are not part of the run.
 RUN_KEYS = ('model', 'optim_wrapper', 'param_scheduler', 'train_cfg', 'val_cfg', 'test_cfg', 'train_dataloader',
             'val_dataloader', 'test_dataloader', 'val_evaluator', 'test_evaluator', 'default_hooks',
@@ -105,4 +107,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_tool(main))

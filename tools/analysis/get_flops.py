@@ -31,10 +31,13 @@ sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 import mmrevcol  # noqa: E402,F401  isort:skip
 
 import torch  # noqa: E402
-from mmengine.analysis import get_model_complexity_info  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.registry import MODELS, init_default_scope  # noqa: E402
 from torch import nn  # noqa: E402
+
+from mmrevcol.utils.cli import require_path, run_tool  # noqa: E402
+from mmrevcol.utils.complexity import (flop_analyzer, format_size, model_complexity,  # noqa: E402
+                                      sparse_complexity)
 
 
 def parse_args(argv=None):
@@ -138,16 +141,12 @@ def flops_of(cfg, shape, part='backbone', show_table=False, roi_convention='forw
     h, w = shape
     wrapped = _Part(model, part, (h, w))
     if roi_convention == 'mmdet2' and part == 'model' and _roi_heads(model):
-        from mmengine.analysis import FlopAnalyzer
         counts, handles = {}, []
         for (_, name), head in _roi_heads(model).items():
             handles.append(head.register_forward_pre_hook(
                 lambda m, args, name=name: counts.__setitem__(name, int(args[0].shape[0]))))  # traced: a tensor
         with torch.no_grad():
-            analyzer = FlopAnalyzer(wrapped, (torch.zeros(1, 3, h, w),))
-            analyzer.unsupported_ops_warnings(False)
-            analyzer.uncalled_modules_warnings(False)
-            by_module = analyzer.by_module()
+            by_module = flop_analyzer(wrapped, (torch.zeros(1, 3, h, w),)).by_module()
         for handle in handles:
             handle.remove()
         flops, rows = mmdet2_roi_flops(wrapped, by_module, counts)
@@ -155,33 +154,26 @@ def flops_of(cfg, shape, part='backbone', show_table=False, roi_convention='forw
                     out_table='')
     else:
         with torch.no_grad():
-            info = get_model_complexity_info(wrapped, inputs=(torch.zeros(1, 3, h, w),), show_table=show_table,
-                                             show_arch=False)
+            info = model_complexity(wrapped, (torch.zeros(1, 3, h, w),), show_table=show_table)
     info['params'] = sum(p.numel() for m in wrapped.counted for p in m.parameters())
     if sparsity:
-        from mmengine.analysis import FlopAnalyzer
-        with torch.no_grad():
-            ops = FlopAnalyzer(wrapped, (torch.zeros(1, 3, h, w), )).unsupported_ops_warnings(False).by_operator()
-        density = 1. - sparsity
-        weighted = ops.get('conv', 0) + ops.get('linear', 0)
-        info['weight_flops'] = density * weighted  # the MACs of the sparse convs/linears alone (no norms, pools)
-        info['flops'] -= sparsity * weighted
-        info['flops_str'] = f"{info['flops'] / 1e9:.3f}G (density {density:g})"
-        info['params'] = sum(p.numel() * (density if p.ndim in (2, 4) else 1.)
+        sparse = sparse_complexity(wrapped, (torch.zeros(1, 3, h, w), ), sparsity, flops=info['flops'])
+        info['weight_flops'] = sparse['weight_flops']  # the MACs of the sparse convs/linears alone (no norms, pools)
+        info['flops'] = sparse['flops']
+        info['flops_str'] = f"{info['flops'] / 1e9:.3f}G (density {1. - sparsity:g})"
+        info['params'] = sum(p.numel() * ((1. - sparsity) if p.ndim in (2, 4) else 1.)
                              for m in wrapped.counted for p in m.parameters())
     info['params_str'] = f"{info['params'] / 1e6:.3f}M"
     return info
 
 
-def _str(flops):
-    from mmengine.analysis.print_helper import _format_size
-    return _format_size(int(flops))
+_str = format_size
 
 
 def main(argv=None):
     args = parse_args(argv)
     shape = args.shape * 2 if len(args.shape) == 1 else args.shape[:2]
-    cfg = Config.fromfile(args.config)
+    cfg = Config.fromfile(require_path(args.config, 'config'))
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     info = flops_of(cfg, shape, args.part, args.show_table, args.roi_convention, args.sparsity)
@@ -204,4 +196,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_tool(main))

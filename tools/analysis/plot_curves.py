@@ -14,6 +14,10 @@ import glob
 import json
 import os
 import os.path as osp
+import sys
+
+sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
+from mmrevcol.utils.cli import MissingInputError, run_tool  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -34,7 +38,8 @@ def scalars_file(run: str) -> str:
         return direct
     found = sorted(glob.glob(osp.join(run, '*', 'vis_data', 'scalars.json')))
     if not found:
-        raise FileNotFoundError(f'no vis_data/scalars.json under {run}')
+        raise MissingInputError(f'no vis_data/scalars.json under {run!r} (a work dir of an mmengine run, or one '
+                                'of its timestamped run folders)')
     return found[-1]  # timestamped folder names sort by time
 
 
@@ -104,4 +109,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_tool(main))

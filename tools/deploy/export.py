@@ -14,7 +14,7 @@ Formats:
 Examples::
 
     python tools/deploy/export.py configs/upernet_revcol_t_ade20k.py CKPT --format onnx --shape 512 512 \\
-        --image ../shared/data/camvid/img_dir/val/0001TP_008550.jpg
+        --image ../shared/data/camvid/img_dir/val/0016E5_07959.jpg
     python tools/deploy/export.py configs/cascade_revcol_t_coco.py CKPT --format export --part features
     python tools/deploy/export.py configs/demo/upernet_revcol_demo.py none --format torchscript --shape 128 128
 
@@ -35,6 +35,9 @@ import mmrevcol  # noqa: E402,F401  isort:skip
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
+
+from mmrevcol.utils.cli import InvalidInputError, require_path, run_tool  # noqa: E402
+from mmrevcol.utils.reparameterize import drop_pretrained  # noqa: E402
 
 FORMATS = {'export': '.pt2', 'onnx': '.onnx', 'torchscript': '.pt'}
 DEFAULT_OPSET = 18
@@ -163,7 +166,7 @@ def init_model(config: str, checkpoint: Optional[str], cfg_options: Optional[dic
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     # No download and no missing-file error for a pretrained backbone: the checkpoint (if any) sets the weights.
-    _drop_pretrained(cfg.model)
+    drop_pretrained(cfg.model)
     scope = cfg.get('default_scope', 'mmdet')
     ckpt = None if checkpoint in (None, 'none', 'None') else checkpoint
     if scope == 'mmdet':
@@ -180,18 +183,6 @@ def init_model(config: str, checkpoint: Optional[str], cfg_options: Optional[dic
     return model.eval()
 
 
-def _drop_pretrained(obj) -> None:
-    if isinstance(obj, dict):
-        init = obj.get('init_cfg')
-        if isinstance(init, dict) and init.get('type') == 'Pretrained':
-            obj['init_cfg'] = None
-        for v in obj.values():
-            _drop_pretrained(v)
-    elif isinstance(obj, (list, tuple)):
-        for v in obj:
-            _drop_pretrained(v)
-
-
 def demo_image(size: int = 256) -> np.ndarray:
     """A generated BGR image (the demo dataset's shapes) when no image file is given."""
     from mmrevcol.demo_data import make_sample
@@ -203,9 +194,9 @@ def image_tensor(model: nn.Module, image: Optional[str], shape: Tuple[int, int])
     """Read (BGR, like the pipelines' LoadImageFromFile), resize to ``shape`` (H, W) and normalise with the
     model's data preprocessor (mean/std, BGR->RGB as configured)."""
     import mmcv
-    img = demo_image() if image is None else mmcv.imread(image)
+    img = demo_image() if image is None else mmcv.imread(require_path(image, 'image'))
     if img is None:
-        raise FileNotFoundError(f'cannot read image {image!r}')
+        raise InvalidInputError(f'cannot decode image {image!r}')
     h, w = shape
     img = mmcv.imresize(img, (w, h))
     x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float()[None]
@@ -237,6 +228,11 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    require_path(args.config, 'config')
+    if args.checkpoint not in ('none', 'None'):
+        require_path(args.checkpoint, 'checkpoint', "or 'none' for the freshly initialised model")
+    if args.image is not None:
+        require_path(args.image, 'image')
     from mmengine.config import DictAction
     cfg_options = None
     if args.cfg_options:
@@ -281,4 +277,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_tool(main))

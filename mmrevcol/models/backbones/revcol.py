@@ -18,6 +18,7 @@ from ..layers.norm import LayerNorm2d
 from ..layers.weight_init import convnext_init_
 from ..reversible import column_forward
 from .base import ColumnBackbone
+from ...utils.memory_format import channels_last_conv_weights_
 
 NUM_LEVELS = 4
 
@@ -231,6 +232,7 @@ class RevCol(ColumnBackbone):
             Column(self.channels, self.layers, kernel_size, i == 0, dpr, top_fusion, alpha_init)
             for i in range(self.num_columns)
         ])
+        channels_last_conv_weights_(self.columns)  # as their gradients come (channels-last maps): no DDP copy
         self.deploy = False
         self._freeze_stages()
 

@@ -5,16 +5,18 @@ For a mixed sample ``x~ = M * x_a + (1 - M) * x_b`` with label ``y~ = lam * y_a 
 maps ``P_a``, ``P_b``; they are mixed with the same mask and pooled, ``y^ = AvgPool(M * P_a + (1 - M) * P_b)``, and
 the student learns ``y_bar = alpha * y~ + (1 - alpha) * y^``. Mixup is the case ``M = lam`` everywhere.
 
-Three pieces, none specific to a backbone:
+Three pieces, none specific to a backbone, in three modules:
 
-- :class:`EMADistillDataPreprocessor`: mmpretrain's ``ClsDataPreprocessor`` whose Mixup/CutMix also record, per
-  sample, the unmixed image (``mix_source``), the partner's batch index (``mix_index``) and the mask of its own pixels
-  (``mix_mask``). It samples exactly as mmpretrain's ``Mixup``/``CutMix`` do (same random calls, same boxes).
-- :class:`EMADistillClassifier`: an ``ImageClassifier`` whose loss replaces the mixed label by ``y_bar``. Any
-  backbone whose last output is a map, with a ``GlobalAveragePooling`` neck (the pooling the teacher drops) or no
-  neck, and a head that maps pooled features to logits (``LinearClsHead``, ...): the head runs on every location.
-- :class:`EMADistillHook`: hands mmengine's ``EMAHook`` model to the classifier as its teacher (the teacher is
-  mmengine's ``ExponentialMovingAverage`` of the whole classifier; nothing is duplicated, and validation/checkpoints
+- :class:`EMADistillDataPreprocessor` (:mod:`.ema_distill_preprocessor`): mmpretrain's ``ClsDataPreprocessor``
+  whose Mixup/CutMix also record, per sample, the unmixed image (``mix_source``), the partner's batch index
+  (``mix_index``) and the mask of its own pixels (``mix_mask``). It samples exactly as mmpretrain's
+  ``Mixup``/``CutMix`` do (same random calls, same boxes).
+- :class:`EMADistillClassifier` (this module): an ``ImageClassifier`` whose loss replaces the mixed label by
+  ``y_bar``. Any backbone whose last output is a map, with a ``GlobalAveragePooling`` neck (the pooling the teacher
+  drops) or no neck, and a head that maps pooled features to logits (``LinearClsHead``, ...): the head runs on every
+  location.
+- :class:`EMADistillHook` (:mod:`mmrevcol.engine.ema_distill`): hands mmengine's ``EMAHook`` model to the
+  classifier as its teacher (the teacher is mmengine's ``ExponentialMovingAverage`` of the whole classifier; nothing is duplicated, and validation/checkpoints
   keep EMAHook's behaviour).
 
 Config sketch (see ``configs/hiri_vit/hiri_vit_s_in1k_448.py``)::
@@ -25,87 +27,21 @@ Config sketch (see ``configs/hiri_vit/hiri_vit_s_in1k_448.py``)::
     custom_hooks = [dict(type='EMAHook', momentum=1e-4, update_buffers=True, priority='ABOVE_NORMAL'),
                     dict(type='EMADistillHook')]
 """
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from mmengine.hooks import EMAHook, Hook
-from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
-from mmengine.registry import HOOKS, MODELS
+from mmengine.registry import MODELS
 from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.models.necks import GlobalAveragePooling
-from mmpretrain.models.utils import ClsDataPreprocessor
-from mmpretrain.models.utils.batch_augments import CutMix, Mixup
 from torch import Tensor, nn
 
+# the other two pieces, importable from here as before
+from mmrevcol.engine.ema_distill import EMADistillHook  # noqa: F401
+from .ema_distill_preprocessor import EMADistillDataPreprocessor, mix_with_mask  # noqa: F401
 
-# ---------------------------------------------------------------------------------------------------------------
-# mixing with the mask kept
-def mix_with_mask(augment: Optional[Mixup], inputs: Tensor,
-                  scores: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Mixup / CutMix as mmpretrain samples them, also returning where each pixel came from.
-
-    Args:
-        augment: An mmpretrain ``Mixup`` or ``CutMix`` (None: no mixing).
-        inputs: ``(N, C, H, W)`` images.
-        scores: ``(N, K)`` one-hot (or soft) labels.
-
-    Returns:
-        ``(mixed inputs, mixed scores, index, mask)``: sample ``i`` is ``mask * inputs[i] + (1 - mask) *
-        inputs[index[i]]``, its score ``lam * scores[i] + (1 - lam) * scores[index[i]]``; ``mask`` is ``(1, 1, H, W)``
-        (CutMix: 0 in the pasted box; Mixup: ``lam`` everywhere).
-    """
-    n, _, h, w = inputs.shape
-    if augment is None:
-        return inputs, scores.float(), torch.arange(n), inputs.new_ones(1, 1, h, w)
-    if not isinstance(augment, Mixup):
-        raise TypeError(f'EMA distillation mixes with Mixup or CutMix, got {type(augment).__name__}')
-    # the same random calls in the same order as mmpretrain's Mixup.mix / CutMix.mix
-    lam = np.random.beta(augment.alpha, augment.alpha)
-    index = torch.randperm(n)
-    if isinstance(augment, CutMix):
-        (y1, y2, x1, x2), lam = augment.cutmix_bbox_and_lam((h, w), lam)
-        mask = inputs.new_ones(1, 1, h, w)
-        mask[..., y1:y2, x1:x2] = 0
-    else:
-        mask = inputs.new_full((1, 1, h, w), float(lam))
-    mixed = mask * inputs + (1 - mask) * inputs[index]
-    return mixed, lam * scores + (1 - lam) * scores[index], index, mask
-
-
-@MODELS.register_module()
-class EMADistillDataPreprocessor(ClsDataPreprocessor):
-    """``ClsDataPreprocessor`` that keeps what the EMA teacher needs from the batch augmentation.
-
-    In training, with ``batch_augments`` (Mixup and/or CutMix, chosen as ``RandomBatchAugment`` chooses), each data
-    sample gets ``mix_source`` (its unmixed image), ``mix_index`` (the batch index of its partner) and ``mix_mask``
-    (``(1, H, W)``, the weight of its own pixels). Arguments: those of ``ClsDataPreprocessor``.
-    """
-
-    def forward(self, data: dict, training: bool = False) -> dict:
-        augments = self.batch_augments
-        record = []
-        if training and augments is not None:
-            def recording_mix(inputs, scores):
-                aug = augments.augments[np.random.choice(len(augments.augments), p=augments.probs)]
-                mixed, mixed_scores, index, mask = mix_with_mask(aug, inputs, scores)
-                record.append((inputs, index, mask))
-                return mixed, mixed_scores
-
-            self.batch_augments = recording_mix
-        try:
-            data = super().forward(data, training)
-        finally:
-            self.batch_augments = augments
-        if record:
-            inputs, index, mask = record[0]
-            for i, sample in enumerate(data['data_samples']):
-                sample.set_field(inputs[i], 'mix_source', field_type='data')
-                sample.set_field(index[i].to(inputs.device), 'mix_index', field_type='data')
-                sample.set_field(mask[0], 'mix_mask', field_type='data')
-        return data
+__all__ = ['EMADistillClassifier', 'EMADistillDataPreprocessor', 'EMADistillHook', 'class_probability_maps',
+           'mix_with_mask', 'mixed_teacher_target']
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -191,23 +127,3 @@ class EMADistillClassifier(ImageClassifier):
     def loss(self, inputs: Tensor, data_samples) -> dict:
         self.distill_targets(data_samples)
         return super().loss(inputs, data_samples)
-
-
-@HOOKS.register_module()
-class EMADistillHook(Hook):
-    """Makes the model's ``EMAHook`` average its EMA-distillation teacher. Register after ``EMAHook``."""
-    priority = 'NORMAL'
-
-    def before_train(self, runner) -> None:
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        if not hasattr(model, 'set_teacher'):
-            raise TypeError(f'EMADistillHook needs an EMADistillClassifier, got {type(model).__name__}')
-        ema_hooks = [h for h in runner.hooks if isinstance(h, EMAHook)]
-        if len(ema_hooks) != 1:
-            raise RuntimeError(f'EMADistillHook needs exactly one EMAHook in custom_hooks, found {len(ema_hooks)}')
-        ema = ema_hooks[0].ema_model
-        has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
-        if has_bn and not ema.update_buffers:
-            print_log('EMADistillHook: the model has BatchNorm but EMAHook(update_buffers=False): the teacher will '
-                      'use its initial BN statistics; set update_buffers=True', logger='current', level=30)
-        model.set_teacher(ema.module)
