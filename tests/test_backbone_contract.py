@@ -249,3 +249,18 @@ def test_registered_for_the_three_toolboxes(scope, name):
     registry = {'mmdet': 'mmdet.registry', 'mmseg': 'mmseg.registry', 'mmpretrain': 'mmpretrain.registry'}[scope]
     models = __import__(registry, fromlist=['MODELS']).MODELS
     assert type(models.build(PROJECT[name])).__name__ == name
+
+
+@pytest.mark.parametrize('name', list(PROJECT))
+def test_every_gradient_arrives_in_its_parameters_layout(name):
+    """DDP copies (and warns about) every gradient whose strides differ from its parameter's: a backbone stores
+    each weight in the layout autograd gives its gradient (channels-last where its input is)."""
+    model = build(PROJECT[name]).train()
+    incoming = {}
+    for n, p in model.named_parameters():
+        p.register_hook(lambda g, n=n: incoming.__setitem__(n, g.stride()))
+    outs = outputs(model, image(name, 2))
+    sum((o.float() ** 2).mean() for o in outs).backward()
+    mismatched = {n: (p.stride(), incoming[n]) for n, p in model.named_parameters()
+                  if n in incoming and p.stride() != incoming[n]}
+    assert not mismatched, mismatched

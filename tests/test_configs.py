@@ -178,17 +178,19 @@ def test_optim_wrapper_builds(name):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-def shrink(cfg: Config, arch=SMALL) -> Config:
-    """Tiny RevCol, no pretrained file, small images: same model code, CPU-fast."""
+def shrink(cfg: Config, arch=SMALL, channels=None) -> Config:
+    """Tiny RevCol, no pretrained file, small images: same model code, CPU-fast. ``channels``: the backbone's stage
+    widths when ``arch`` does not state them as ``channels``."""
     cfg = copy.deepcopy(cfg)
     m = cfg.model
     m.backbone.arch = dict(arch)
     m.backbone.init_cfg = None
-    outs = out_channels(m.backbone, arch['channels'])
+    channels = list(channels or arch['channels'])
+    outs = out_channels(m.backbone, channels)
     for d, key in head_in_channels(m):
         d[key] = outs
     if 'auxiliary_head' in m:
-        m.auxiliary_head.in_channels = arch['channels'][m.auxiliary_head.in_index]
+        m.auxiliary_head.in_channels = channels[m.auxiliary_head.in_index]
     dp = m.get('data_preprocessor', {})
     if cfg.default_scope == 'mmseg' and dp.get('size') is not None:
         dp.size = (SIZE, SIZE)

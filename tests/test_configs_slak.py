@@ -15,7 +15,7 @@ from test_configs import SIZE, build_model, head_in_channels, shrink, train_step
 CONFIG_DIR = Path(__file__).resolve().parents[1] / 'configs' / 'slak'
 DOWNSTREAM = ['cascade_slak_t_coco.py', 'retinanet_slak_t_coco.py', 'upernet_slak_t_ade20k.py',
               'upernet_slak_s_ade20k.py', 'upernet_slak_b_ade20k.py', 'mask2former_slak_t_ade20k.py']
-REDUCED = dict(dims=[16, 32, 48, 64], depths=[1, 1, 1, 1], channels=[16, 32, 48, 64])
+REDUCED = dict(dims=[16, 32, 48, 64], depths=[1, 1, 1, 1])  # width_factor 1.0: stage widths = dims
 CHANNELS = {'tiny': [124, 249, 499, 998], 'small': [124, 249, 499, 998], 'base': [166, 332, 665, 1331]}
 
 
@@ -25,7 +25,7 @@ def load(name: str) -> Config:
 
 def reduce(cfg: Config) -> Config:
     """test_configs.shrink (tiny images, fewer RoIs, no pretrained file) plus small kernels and width 1."""
-    cfg = shrink(cfg, arch=REDUCED)
+    cfg = shrink(cfg, arch=REDUCED, channels=REDUCED['dims'])
     cfg.model.backbone.update(width_factor=1.0, kernel_size=[7, 7, 5, 5, 3])
     return cfg
 

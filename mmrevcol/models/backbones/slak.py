@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from ..layers.large_kernel import LargeKernelConv
 from ..layers.norm import LayerNorm2d
 from ..layers.weight_init import convnext_init_
+from ...utils.memory_format import channels_last_conv_weights_
 from .base import BaseBackbone
 
 NUM_STAGES = 4
@@ -137,6 +138,11 @@ class SLaK(BaseBackbone):
         if out_norm:
             for i in self.out_indices:
                 self.add_module(f'norm{i}', LayerNorm2d(dims[i], eps=1e-6))
+        if impl in ('auto', 'conv'):
+            # After the stem's LayerNorm the stream is channels-last, and so are the gradients F.conv2d gives every
+            # later conv's weight: store those weights that way (no copy per step, none in DDP's buckets). The FFT
+            # and Triton paths return NCHW weight gradients and keep the default layout.
+            channels_last_conv_weights_(nn.ModuleList([*self.downsample_layers[1:], *self.stages]))
         self._freeze_stages()
 
     @classmethod
