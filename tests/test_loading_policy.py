@@ -156,7 +156,8 @@ def test_misspelt_init_cfg_type_names_the_valid_ones():
     with pytest.raises(ValueError, match='needs checkpoint'):
         check_init_cfg(dict(type='Pretrained'))
     cfg = Config(dict(model=dict(backbone=dict(init_cfg=dict(type='Pretrianed', checkpoint='x')))))
-    with pytest.raises(SystemExit, match=r'model.backbone.init_cfg: unknown initializer type'):
+    from mmrevcol.utils.launch import InvalidConfigError  # an expected error: one line from the tools (run_tool)
+    with pytest.raises(InvalidConfigError, match=r'model.backbone.init_cfg: unknown initializer type'):
         train.load_cfg(SimpleNamespace(config=_dump(cfg), launcher='none', cfg_options=None, work_dir=None))
 
 

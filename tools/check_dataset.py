@@ -23,7 +23,7 @@ import mmrevcol  # noqa: E402,F401  isort:skip
 
 from mmengine.config import Config  # noqa: E402
 
-from mmrevcol.utils.cli import LiteralDictAction, run_tool  # noqa: E402
+from mmrevcol.utils.cli import LiteralDictAction, require_path, run_tool  # noqa: E402
 from mmrevcol.utils.dataset_check import (DEFAULT_MAX_IMAGE_MB, DEFAULT_STRIDE, SPLITS, check_config,  # noqa: E402
                                           format_report)
 
@@ -47,7 +47,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
+    cfg = Config.fromfile(require_path(args.config, 'config file'))
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     problems = check_config(cfg, splits=args.splits, jobs=args.jobs, stride=args.stride,

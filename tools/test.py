@@ -17,14 +17,12 @@ import warnings
 from copy import deepcopy
 
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 import mmrevcol  # noqa: E402,F401  isort:skip
 
 from mmengine.config import ConfigDict  # noqa: E402
 
 from mmrevcol.utils.cli import LiteralDictAction, run_tool  # noqa: E402
-
-from train import abort_dist, build_runner, close_dist, load_cfg  # noqa: E402
+from mmrevcol.utils.launch import abort_dist, build_runner, close_dist, load_cfg  # noqa: E402
 
 
 def parse_args(argv=None):
