@@ -20,6 +20,7 @@ from mmrevcol.models.layers.large_kernel import LargeKernelConv, choose_impl, de
 from mmrevcol.models.layers.triton_dwconv import TritonUnavailableError, depthwise_conv2d_triton, tap_plan
 
 from conftest import REPO
+from test_large_kernel import randomize_bn
 
 needs_triton = pytest.mark.skipif(triton_dwconv._triton_import_error() is not None,
                                   reason=f'Triton does not import: {triton_dwconv._triton_import_error()}')
@@ -146,15 +147,6 @@ def test_autocast_computes_in_the_autocast_dtype(interpret):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-def randomize_bn(module):
-    for m in module.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.normal_()
-            m.running_mean.normal_()
-            m.running_var.uniform_(0.5, 2.0)
-
-
 def module_pass(m, x):
     x = x.clone().requires_grad_(True)
     out = m(x)
