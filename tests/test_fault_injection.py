@@ -261,9 +261,14 @@ def _signal_tree(proc, signum, everyone: bool):
             pass
 
 
-def _run_and_signal(cmd, rng, everyone: bool, timeout=400):
-    """Run ``cmd``; a random 1-3 iterations after its first logged one, plus 0-0.4 s, send SIGTERM.
+STEP_TIME = re.compile(r'\btime: ([0-9.]+)')
 
+
+def _run_and_signal(cmd, rng, everyone: bool, timeout=400):
+    """Run ``cmd``; a random 1-3 iterations after its first logged one, plus 0-1.5 iteration times, send SIGTERM.
+
+    The delay is counted in the run's own iteration time (from its log line), not in seconds: on a quiet machine a
+    demo iteration takes 0.06 s, and a fixed 0.4 s could let a run reach its last iteration before the signal.
     Returns (returncode, log, signalled)."""
     proc = _launch(cmd, {})
     watchdog = threading.Timer(timeout, _kill_group, [proc])
@@ -279,7 +284,9 @@ def _run_and_signal(cmd, rng, everyone: bool, timeout=400):
             if target is None:
                 target = min(step + rng.randint(1, 3), MAX_ITERS - 3)
             if step >= target:
-                threading.Event().wait(rng.uniform(0, 0.4))  # land during the next iteration or its save
+                took = STEP_TIME.search(line)
+                step_time = float(took.group(1)) if took else 0.1
+                threading.Event().wait(rng.uniform(0, 1.5) * step_time)  # during the next iteration or its save
                 _signal_tree(proc, signal.SIGTERM, everyone)
                 signalled = True
         proc.wait()

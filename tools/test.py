@@ -135,6 +135,7 @@ def main(argv=None):
     except BaseException:
         abort_dist()  # no barrier: another rank may be gone
         raise
+    del runner  # its DDP wrapper holds the process group: see close_dist
     close_dist()
     return metrics
 

@@ -126,6 +126,7 @@ def main(argv=None):
         check_data_or_exit(cfg)
     runner = build_runner(cfg)
     train_or_exit(runner)
+    del runner  # its DDP wrapper holds the process group: see close_dist
     close_dist()
 
 
