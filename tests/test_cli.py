@@ -1,5 +1,6 @@
 """A custom arch on the command line (issue #9 row 8): ``--cfg-options model.backbone.arch="dict(...)"``."""
 import argparse
+import logging
 
 import pytest
 from mmengine.config import DictAction
@@ -132,6 +133,42 @@ def test_flop_counter_lists_go_to_the_log(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert 'Unsupported operator' not in out + err and 'gelu' not in out + err
     assert 'operators without a FLOP handle (not counted): aten::gelu x1' in log.read_text()
+
+
+def test_init_weights_dump_outside_a_runner_goes_to_the_log(tmp_path, capsys):
+    """mmengine prints one record per parameter after init_weights when its logger has no file (a tool's build)."""
+    from mmengine.model import BaseModule
+
+    from mmrevcol.utils.cli import run_tool
+    log = tmp_path / 'build.log'
+
+    class Tiny(BaseModule):
+
+        def __init__(self):
+            super().__init__(init_cfg=dict(type='Constant', layer='Conv2d', val=1.0))
+            import torch
+            self.conv = torch.nn.Conv2d(2, 3, 1)
+
+    shown = []
+
+    class Console(logging.Handler):  # the logger's own console handler may hold an earlier test's captured stream
+
+        def emit(self, record):
+            shown.append(record.getMessage())
+
+    def main(argv):
+        from mmengine.logging import MMLogger
+        logger = MMLogger.get_current_instance()
+        logger.addHandler(Console())
+        Tiny().init_weights()
+        logger.info('a message of the tool itself')
+        return 0
+
+    assert run_tool(main, [], log_file=str(log)) == 0
+    out, err = capsys.readouterr()
+    assert 'a message of the tool itself' in shown and not any('torch.Size' in m for m in shown), shown
+    assert 'torch.Size' not in out + err
+    assert 'conv.weight - torch.Size([3, 2, 1, 1])' in log.read_text()
 
 
 @pytest.mark.parametrize('message, category, filename, noise', [

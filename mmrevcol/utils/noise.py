@@ -48,8 +48,11 @@ NOISE_MESSAGES = re.compile('|'.join([
 ]))
 #: Categories that are noise when a third-party module raises them.
 NOISE_CATEGORIES = (DeprecationWarning, PendingDeprecationWarning, FutureWarning, ImportWarning)
-#: mmengine log records that are noise: the FLOP counter's lists of ops without a handle and of uncalled modules.
-NOISE_RECORDS = re.compile(r'Unsupported operator |were never called during the trace|never called during the trace')
+#: mmengine log records that are noise: the FLOP counter's lists of ops without a handle and of uncalled modules,
+#: and ``BaseModule.init_weights``'s one record per parameter, which mmengine writes to the run's log file when its
+#: logger has one and to the console otherwise (a tool that builds models outside a runner: thousands of lines).
+NOISE_RECORDS = re.compile(r'Unsupported operator |were never called during the trace|never called during the trace'
+                           r'|\A\n\S+ - torch\.Size\(\[[0-9, ]*\]\): \n')
 
 
 def _own_file(filename: str) -> bool:
