@@ -156,10 +156,12 @@ def test_init_weights_dump_outside_a_runner_goes_to_the_log(tmp_path, capsys):
         def emit(self, record):
             shown.append(record.getMessage())
 
+    from mmengine.logging import MMLogger
+    # the current logger has no file, as in a tool's process (after a run's logger, mmengine writes to that run's file)
+    logger = MMLogger.get_instance(f'init_dump_{tmp_path.name}', log_file=None)
+    logger.addHandler(Console())
+
     def main(argv):
-        from mmengine.logging import MMLogger
-        logger = MMLogger.get_current_instance()
-        logger.addHandler(Console())
         Tiny().init_weights()
         logger.info('a message of the tool itself')
         return 0
