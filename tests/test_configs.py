@@ -11,6 +11,7 @@ from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, init_default_scope
 import mmrevcol  # noqa: F401
 from mmrevcol.models.backbones.hiri_vit import HIRIViT
 from mmrevcol.models.backbones.revcol import RevCol
+from mmrevcol.models.backbones.revcol_vit import RevColViT
 from mmrevcol.models.backbones.slak import SLaK
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,6 +96,8 @@ def test_project_fragment_channels_are_the_archs(fragment):
         channels = RevCol.parse_arch(b.arch)['channels']
     elif b.type == 'SLaK':
         channels = [int(d * b.width_factor) for d in SLaK.parse_arch(b.arch)['dims']]
+    elif b.type == 'RevColViT':  # isotropic: every level has the embedding width
+        channels = [RevColViT.parse_arch(b.arch)['embed_dims']] * 4
     else:
         channels = HIRIViT.parse_arch(b.arch)['channels']
     assert list(Config.fromfile(str(FRAGMENT_DIR / fragment)).backbone_channels) == [channels[i] for i in b.out_indices]

@@ -3,24 +3,17 @@
 # mmseg's Feature2Pyramid, as its ViT/BEiT/MAE UPerNets and mmdet's ViTDet do). Data, UPerNet, 160k schedule and AMP
 # from mmseg's MAE UPerNet config. No official RevCol-ViT weights exist: pre-train with revcol_vit_s_in1k.py and set
 # model.backbone.init_cfg=dict(type='Pretrained', checkpoint=PATH) (position embeddings are resized on load).
-_base_ = ['mmseg::mae/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py', '../_base_/runtime/safety.py']
+_base_ = ['mmseg::mae/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py', '../_base_/runtime/safety.py',
+          '../_base_/backbones/revcol_vit_s.py']
 custom_imports = dict(imports=['mmrevcol'], allow_failed_imports=False)
 default_hooks = _base_.safety_hooks
 
-dims = 224
+dims = _base_.backbone_channels[0]
 model = dict(
     pretrained=None,
-    backbone=dict(
-        _delete_=True,
-        type='RevColViT',
-        arch='small',
-        img_size=(512, 512),
-        drop_path_rate=0.1,
-        reversible=True,
-        out_indices=(0, 1, 2, 3),
-        init_cfg=None),
+    backbone=dict(_base_.backbone, _delete_=True, img_size=(512, 512)),
     neck=dict(embed_dim=dims, rescales=[4, 2, 1, 0.5]),
-    decode_head=dict(in_channels=[dims] * 4, channels=512, num_classes=150),
+    decode_head=dict(in_channels=_base_.backbone_channels, channels=512, num_classes=150),
     auxiliary_head=dict(in_channels=dims, num_classes=150))
 
 # mmseg's LayerDecayOptimizerConstructor reads ViT/BEiT parameter names: plain AdamW here.
