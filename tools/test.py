@@ -22,7 +22,7 @@ import mmrevcol  # noqa: E402,F401  isort:skip
 from mmengine.config import ConfigDict  # noqa: E402
 
 from mmrevcol.utils.cli import LiteralDictAction, run_tool  # noqa: E402
-from mmrevcol.utils.launch import abort_dist, build_runner, close_dist, load_cfg  # noqa: E402
+from mmrevcol.utils.launch import load_cfg, run_and_close  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -123,21 +123,14 @@ def main(argv=None):
         cfg.test_evaluator['output_dir'] = args.out
         cfg.test_evaluator['keep_results'] = True
 
-    runner = build_runner(cfg)
+    def test(runner):
+        if args.out is not None and scope == 'mmdet':
+            from mmdet.evaluation import DumpDetResults
+            assert args.out.endswith(('.pkl', '.pickle')), 'The dump file must be a pkl file.'
+            runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
+        return runner.test()
 
-    if args.out is not None and scope == 'mmdet':
-        from mmdet.evaluation import DumpDetResults
-        assert args.out.endswith(('.pkl', '.pickle')), 'The dump file must be a pkl file.'
-        runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
-
-    try:
-        metrics = runner.test()
-    except BaseException:
-        abort_dist()  # no barrier: another rank may be gone
-        raise
-    del runner  # its DDP wrapper holds the process group: see close_dist
-    close_dist()
-    return metrics
+    return run_and_close(cfg, test)
 
 
 if __name__ == '__main__':

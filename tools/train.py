@@ -27,9 +27,8 @@ from mmengine.config import Config  # noqa: E402
 
 from mmrevcol.utils.cli import LiteralDictAction, run_tool  # noqa: E402
 # The run's set-up shared with tools/test.py; the run's safety lives in the configs (configs/_base_/runtime/safety.py)
-from mmrevcol.utils.launch import (abort_dist, build_runner, check_pretrained, close_dist,  # noqa: E402,F401
-                                   load_cfg, missing_safety_hooks, pretrained_checkpoints, pretrained_options,
-                                   resume_checkpoint)
+from mmrevcol.utils.launch import (check_pretrained, load_cfg, pretrained_checkpoints,  # noqa: E402
+                                   resume_checkpoint, run_and_close)
 
 
 def parse_args(argv=None):
@@ -76,15 +75,6 @@ def check_data_or_exit(cfg: Config) -> None:
         raise DataError(f'{len(errors)} data error(s), listed above; fix them or drop --check-data')
 
 
-def train_or_exit(runner) -> None:
-    """Run training; a failure (reported by ``run_tool``: one line for expected ones) first ends the process group."""
-    try:
-        runner.train()
-    except BaseException:
-        abort_dist()
-        raise
-
-
 # ---------------------------------------------------------------------------------------------------------------
 def main(argv=None):
     args = parse_args(argv)
@@ -124,10 +114,8 @@ def main(argv=None):
 
     if args.check_data:
         check_data_or_exit(cfg)
-    runner = build_runner(cfg)
-    train_or_exit(runner)
-    del runner  # its DDP wrapper holds the process group: see close_dist
-    close_dist()
+    # a failure ends the process group first, then run_tool reports it (one line for expected ones)
+    run_and_close(cfg, lambda runner: runner.train())
 
 
 if __name__ == '__main__':

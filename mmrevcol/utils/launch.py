@@ -6,7 +6,7 @@ conveniences, each printed (gloo, SyncBN -> BN without a GPU).
 """
 import logging
 import os.path as osp
-from typing import List, Optional
+from typing import Callable, List, Optional, TypeVar
 
 import torch
 from mmengine.config import Config, ConfigDict
@@ -207,8 +207,8 @@ def close_dist() -> None:
 
     Left to interpreter shutdown, gloo's threads are destroyed while still joinable ("terminate called without an
     active exception", SIGABRT): torchrun then reports a finished run as failed. A DDP wrapper's reducer holds the
-    process group too, and the runner sits in reference cycles, so the caller drops its runner first and the
-    collection here frees the group's last holder while the interpreter is whole (with the runner kept alive, the
+    process group too, and the runner sits in reference cycles, so :func:`run_and_close` drops its runner first and
+    the collection here frees the group's last holder while the interpreter is whole (with the runner kept alive, the
     abort ended one of 17 successful 2-process demo runs on this 2-core machine).
     """
     import gc
@@ -239,3 +239,24 @@ def build_runner(cfg: Config):
     if 'runner_type' not in cfg:
         return Runner.from_cfg(cfg)
     return RUNNERS.build(cfg)
+
+
+T = TypeVar('T')
+
+
+def run_and_close(cfg: Config, action: Callable[[Runner], T]) -> T:
+    """Build the runner, run ``action(runner)`` (its ``train`` or ``test``) and end the process group either way.
+
+    A failure ends it without a barrier (:func:`abort_dist`) and is re-raised for ``run_tool`` to report; success
+    drops the runner, whose DDP wrapper holds the group, before :func:`close_dist`. The runner lives only here, so
+    no caller can keep it alive past the group.
+    """
+    runner = build_runner(cfg)
+    try:
+        result = action(runner)
+    except BaseException:
+        abort_dist()
+        raise
+    del runner
+    close_dist()
+    return result
